@@ -1,0 +1,318 @@
+"""Settings: documented defaults merged with ``XBLOCK_SETTINGS["hastexo"]``, validated.
+
+Every key the original hastexo XBlock accepts is accepted here with the same
+meaning and default, so an operator can switch without rewriting their
+configuration.  A partial configuration works (missing keys take their
+defaults; ``js_timeouts`` is merged key by key).  A wrong value raises
+:class:`ConfigurationError` naming the key, at start-up (``apps.py``).
+
+The pure part (:func:`load`) does not import Django; :func:`get_settings`
+reads Django's settings and caches the result until they change.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+SETTINGS_KEY = "hastexo"
+
+
+class ConfigurationError(ValueError):
+    """A settings value is missing or wrong; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f'XBLOCK_SETTINGS["hastexo"]["{key}"]: {problem}')
+        self.key = key
+        self.problem = problem
+
+
+# --- validators -------------------------------------------------------------
+
+
+def _int(minimum: int = 0) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool):
+            raise ConfigurationError(key, f"expected a whole number, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(key, f"expected a whole number, got {value!r}") from None
+        if number != value and not (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+            raise ConfigurationError(key, f"expected a whole number, got {value!r}")
+        if number < minimum:
+            raise ConfigurationError(key, f"must be at least {minimum}, got {number}")
+        return number
+
+    return check
+
+
+def _optional_int(minimum: int = 0) -> Callable[[str, Any], int | None]:
+    inner = _int(minimum)
+
+    def check(key: str, value: Any) -> int | None:
+        if value is None or value == "":
+            return None
+        return inner(key, value)
+
+    return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigurationError(key, f"expected true or false, got {value!r}")
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(key, f"expected a string, got {value!r}")
+    return value
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return _str(key, value)
+
+
+def _choice(*choices: Any) -> Callable[[str, Any], Any]:
+    def check(key: str, value: Any) -> Any:
+        if value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            raise ConfigurationError(key, f"expected one of {shown}, got {value!r}")
+        return value
+
+    return check
+
+
+def _font_size(key: str, value: Any) -> str:
+    # The original stores it as a string ("10"); accept numbers too.
+    text = str(value).strip()
+    if not text.replace(".", "", 1).isdigit() or float(text) <= 0:
+        raise ConfigurationError(key, f"expected a positive number, got {value!r}")
+    return text
+
+
+def _js_timeouts(key: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, f"expected a mapping, got {value!r}")
+    merged = dict(DEFAULTS["js_timeouts"])
+    for name, ms in value.items():
+        if name not in merged:
+            raise ConfigurationError(f"{key}.{name}", f"unknown timeout (known: {', '.join(sorted(merged))})")
+        merged[name] = _int(1)(f"{key}.{name}", ms)
+    return merged
+
+
+def _string_list(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigurationError(key, "expected a list of non-empty strings")
+    return list(value)
+
+
+def _providers(key: str, value: Any) -> dict[str, dict[str, Any]]:
+    # Imported here: the registry imports provider modules lazily.
+    from .providers import provider_class
+    from .providers.base import ProviderConfigError
+
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, f"expected a mapping of provider name to settings, got {value!r}")
+    result: dict[str, dict[str, Any]] = {}
+    for name, config in value.items():
+        where = f"{key}.{name}"
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(key, f"provider names must be non-empty strings, got {name!r}")
+        if not isinstance(config, Mapping):
+            raise ConfigurationError(where, f"expected a mapping, got {config!r}")
+        type_name = config.get("type")
+        if not type_name:
+            raise ConfigurationError(f"{where}.type", "missing (for example 'local')")
+        try:
+            cls = provider_class(type_name)
+            cls.validate_config(name, config)
+        except ProviderConfigError as error:
+            raise ConfigurationError(f"{where}.type" if "type" in str(error) else where, str(error)) from None
+        result[name] = dict(config)
+    return result
+
+
+# --- the table of keys --------------------------------------------------------
+
+#: Every key, its default and what checks it.  Keys marked "new" are ours.
+DEFAULTS: dict[str, Any] = {
+    # Keys of the original hastexo XBlock, same defaults and meaning.
+    "terminal_url": "/hastexo-xblock/",
+    "launch_timeout": 900,
+    "remote_exec_timeout": 300,
+    "suspend_timeout": 120,
+    "suspend_interval": 60,
+    "suspend_concurrency": 4,
+    "suspend_task_timeout": 900,
+    "suspend_in_parallel": True,
+    "check_timeout": 120,
+    "delete_age": 14,
+    "delete_interval": 3600,
+    "delete_attempts": 3,
+    "delete_task_timeout": 900,
+    "sleep_timeout": 10,
+    "js_timeouts": {"status": 15000, "keepalive": 30000, "idle": 3600000, "check": 5000},
+    "providers": {},
+    "instructions_layout": "above",
+    "enable_fullscreen": False,
+    "lab_usage_limit": None,
+    "lab_usage_limit_breach_policy": None,
+    "terminal_color_scheme": "white-black",
+    "terminal_font_name": "monospace",
+    "terminal_font_size": "10",
+    "lab_resize_method": "display-update",
+    # New keys (documented in the README).
+    "gateway_url": "/hastexo-gateway/ws",
+    "gateway_secret": None,
+    "gateway_activity_interval": 30,
+    "ticket_ttl": 60,
+    "encryption_keys": [],
+    "task_queue": None,
+    "template_dir": None,
+}
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "terminal_url": _str,
+    "launch_timeout": _int(1),
+    "remote_exec_timeout": _int(1),
+    "suspend_timeout": _int(1),
+    "suspend_interval": _int(1),
+    "suspend_concurrency": _int(1),
+    "suspend_task_timeout": _int(1),
+    "suspend_in_parallel": _bool,
+    "check_timeout": _int(1),
+    "delete_age": _int(0),
+    "delete_interval": _int(1),
+    "delete_attempts": _int(1),
+    "delete_task_timeout": _int(1),
+    "sleep_timeout": _int(0),
+    "js_timeouts": _js_timeouts,
+    "providers": _providers,
+    "instructions_layout": _choice("above", "below", "left", "right"),
+    "enable_fullscreen": _bool,
+    "lab_usage_limit": _optional_int(1),
+    "lab_usage_limit_breach_policy": _choice(None, "warn", "block"),
+    "terminal_color_scheme": _choice("white-black", "black-white", "gray-black", "green-black"),
+    "terminal_font_name": _str,
+    "terminal_font_size": _font_size,
+    "lab_resize_method": _choice("display-update", "reconnect"),
+    "gateway_url": _str,
+    "gateway_secret": _optional_str,
+    "gateway_activity_interval": _int(1),
+    "ticket_ttl": _int(5),
+    "encryption_keys": lambda key, value: [] if not value else _string_list(key, value),
+    "task_queue": _optional_str,
+    "template_dir": _optional_str,
+}
+
+assert set(_CHECKS) == set(DEFAULTS)
+
+
+class Settings(Mapping[str, Any]):
+    """Validated settings; read as ``settings["key"]`` or ``settings.key``."""
+
+    def __init__(self, values: Mapping[str, Any], secret_key: str = "") -> None:
+        self._values = dict(values)
+        self._secret_key = secret_key
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose``, derived from Django's ``SECRET_KEY``."""
+        return hmac.new(self._secret_key.encode(), f"hastexo_xblock:{purpose}".encode(), hashlib.sha256).digest()
+
+    @property
+    def ticket_secret(self) -> bytes:
+        """The key tickets are signed with (``gateway_secret`` or derived)."""
+        if self["gateway_secret"]:
+            return self["gateway_secret"].encode()
+        return self.derived_key("gateway-ticket")
+
+    @property
+    def delete_age_seconds(self) -> int:
+        """``delete_age`` is in days, as in the original; 0 disables deletion."""
+        return self["delete_age"] * 86400
+
+
+def load(raw: Mapping[str, Any] | None, secret_key: str = "") -> Settings:
+    """Merge ``raw`` over :data:`DEFAULTS`, validate, and return :class:`Settings`.
+
+    Raises :class:`ConfigurationError` for an unknown key or a wrong value.
+    """
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigurationError("", f"expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        raise ConfigurationError(unknown[0], "unknown setting (check the spelling; see the README for every key)")
+    values = copy.deepcopy(DEFAULTS)
+    for key, value in raw.items():
+        values[key] = _CHECKS[key](key, value)
+    for key in DEFAULTS:
+        if key not in raw and key in ("js_timeouts",):
+            values[key] = dict(DEFAULTS[key])
+    return Settings(values, secret_key)
+
+
+_cache: Settings | None = None
+_cache_lock = threading.Lock()
+
+
+def get_settings() -> Settings:
+    """Validated settings from Django's ``XBLOCK_SETTINGS["hastexo"]`` (cached)."""
+    global _cache
+    if _cache is None:
+        from django.conf import settings as django_settings
+
+        with _cache_lock:
+            raw = getattr(django_settings, "XBLOCK_SETTINGS", {}).get(SETTINGS_KEY, {})
+            _cache = load(raw, django_settings.SECRET_KEY)
+    return _cache
+
+
+def clear_cache(**_kwargs: Any) -> None:
+    """Forget the cached settings (connected to Django's ``setting_changed``)."""
+    global _cache
+    _cache = None
+
+
+def beat_schedule(raw_settings: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Entries for ``CELERY_BEAT_SCHEDULE``: the suspender every ``suspend_interval`` seconds.
+
+    Takes the raw ``XBLOCK_SETTINGS["hastexo"]`` mapping, so that a Django
+    settings module can call it while it is being read::
+
+        CELERY_BEAT_SCHEDULE.update(beat_schedule(XBLOCK_SETTINGS["hastexo"]))
+    """
+    raw = raw_settings or {}
+    interval = float(raw.get("suspend_interval", DEFAULTS["suspend_interval"]))
+    entry: dict[str, Any] = {"task": "hastexo_xblock.suspender", "schedule": interval}
+    if raw.get("task_queue"):
+        entry["options"] = {"queue": raw["task_queue"]}
+    return {"hastexo-suspender": entry}

@@ -1,0 +1,1 @@
+"""The one-command local demo: the XBlock workbench, the gateway, a worker and beat."""

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The one-command demo: ``python3 hastexo_xblock/demo/run.py``.
+
+On a machine with only Python 3.11+ it creates ``.venv`` beside the
+project, installs the pinned demo requirements and the project, migrates a
+SQLite database under ``var/``, and starts four processes: the XBlock
+workbench (Django), the websocket gateway (uvicorn), a Celery worker and
+Celery beat, on kombu's filesystem broker.  It prints the URL of the
+"Linux basics" scenario.  Ctrl-C stops every process it started, and the
+lab hosts the worker started (their files stay; the next visit resumes the
+lab from them).
+
+Uses only the standard library until it re-executes itself inside the venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(os.path.dirname(HERE))
+VENV = os.environ.get("HASTEXO_VENV", os.path.join(PROJECT, ".venv"))
+VENV_PYTHON = os.path.join(VENV, "bin", "python")
+SCENARIO = "hastexo.0"
+
+
+def say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def ensure_venv() -> None:
+    """Create the venv and install the project into it unless that is already done."""
+    marker = os.path.join(VENV, ".hastexo-demo-installed")
+    requirements = os.path.join(PROJECT, "requirements", "demo.txt")
+    stamp = f"{os.path.getmtime(requirements)}:{os.path.getmtime(os.path.join(PROJECT, 'setup.py'))}"
+    if os.path.exists(marker) and open(marker).read() == stamp:
+        return
+    if not os.path.exists(VENV_PYTHON):
+        say(f"creating a virtualenv in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    say("installing the demo requirements (first run: a minute or two)")
+    pip = [VENV_PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-r", requirements], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", PROJECT], check=True)
+    with open(marker, "w") as handle:
+        handle.write(stamp)
+
+
+def wait_for_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 -- our own loopback URL
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def run(args: argparse.Namespace) -> int:
+    var = os.path.abspath(args.var)
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="hastexo_xblock.demo.settings",
+        HASTEXO_DEMO_DIR=var,
+        HASTEXO_GATEWAY_PORT=str(args.gateway_port),
+        PYTHONUNBUFFERED="1",
+    )
+    if args.suspend_timeout:
+        env["HASTEXO_DEMO_SUSPEND_TIMEOUT"] = str(args.suspend_timeout)
+    os.makedirs(var, exist_ok=True)
+    python = sys.executable
+    say("migrating the database")
+    subprocess.run([python, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], check=True, env=env, cwd=var)
+
+    commands = {
+        "workbench": [python, "-m", "django", "runserver", f"{args.host}:{args.port}", "--noreload", "--skip-checks"],
+        "gateway": [python, "-m", "uvicorn", "hastexo_xblock.gateway.asgi:application", "--host", args.host,
+                    "--port", str(args.gateway_port), "--ws", "websockets", "--no-access-log", "--log-level",
+                    "warning"],
+        "worker": [python, "-m", "celery", "-A", "hastexo_xblock.demo.celery", "worker", "--pool", "threads",
+                   "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                   "--without-heartbeat"],
+        "beat": [python, "-m", "celery", "-A", "hastexo_xblock.demo.celery", "beat", "--loglevel", "WARNING",
+                 "--schedule", os.path.join(var, "celerybeat-schedule")],
+    }
+    logs = os.path.join(var, "logs")
+    os.makedirs(logs, exist_ok=True)
+    processes: dict[str, subprocess.Popen] = {}
+    for name, command in commands.items():
+        log_file = open(os.path.join(logs, f"{name}.log"), "ab")  # noqa: SIM115 -- lives as long as the process
+        processes[name] = subprocess.Popen(
+            command, env=env, cwd=var, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://{args.host}:{args.port}/scenario/{SCENARIO}/"
+    stopping = False
+
+    def stop(*_args: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not wait_for_http(f"http://{args.host}:{args.gateway_port}/healthz", 60) or not wait_for_http(
+            f"http://{args.host}:{args.port}/", 60
+        ):
+            say(f"a service did not come up; see the logs in {logs}")
+            return 1
+        print(
+            f"\n  hastexo_xblock demo is running.\n\n"
+            f"  Open the \"Linux basics\" lab:  {url}\n"
+            f"  (as another learner: {url}?student=alice)\n\n"
+            f"  Logs: {logs}    Stop: Ctrl-C\n",
+            flush=True,
+        )
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    say(f"{name} exited with {process.returncode}; see {logs}/{name}.log")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        say("stopping")
+        for process in processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        # Lab hosts run detached from the worker; stop them too.
+        subprocess.run([python, "-m", "django", "hastexo_stop_local_labs"], env=env, cwd=var, check=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="workbench port (8000)")
+    parser.add_argument("--gateway-port", type=int, default=8001, help="gateway port (8001)")
+    parser.add_argument("--var", default=os.path.join(PROJECT, "var"), help="state directory (./var)")
+    parser.add_argument("--suspend-timeout", type=int, default=0, help="idle seconds before a lab is suspended")
+    parser.add_argument("--no-venv", action="store_true", help="run with this Python (the project installed)")
+    args = parser.parse_args()
+    if sys.version_info < (3, 11):
+        sys.exit("the demo needs Python 3.11 or newer")
+    if not args.no_venv and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
+        ensure_venv()
+        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The lab API that the block (and later the admin and jobs) use.
+
+``status`` decides what a learner's request means for their stack — launch,
+resume, wait, report or recover — and enqueues at most one launch per stack:
+the claim is a conditional update of the row, so twenty simultaneous requests
+(two tabs, retries) start exactly one launch.
+
+This module does not import XBlock: the block passes plain values in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import lifecycle, names, states
+from .conf import Settings, get_settings
+from .gateway import tickets
+from .models import Stack, transition
+
+log = logging.getLogger(__name__)
+
+
+class LabError(Exception):
+    """A request cannot be served; the message is for the learner."""
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """What the author configured for a lab (from the block's fields), no secrets."""
+
+    template: str = ""
+    providers: list[dict[str, Any]] = field(default_factory=list)
+    ssh_user: str = ""
+    protocol: str = "ssh"
+    key_type: str = ""
+    launch_timeout: int | None = None
+    suspend_timeout: int | None = None
+    delete_age: int | None = None
+    ports: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, settings: Settings) -> dict[str, Any]:
+        """The spec as stored on the row for the worker, providers filled in from settings."""
+        providers = [dict(p) for p in self.providers] or [
+            {"name": name, "capacity": -1, "template": self.template, "environment": None}
+            for name in settings["providers"]
+        ]
+        return {
+            "template": self.template,
+            "providers": providers,
+            "ssh_user": self.ssh_user,
+            "protocol": self.protocol,
+            "key_type": self.key_type,
+            "launch_timeout": self.launch_timeout or settings["launch_timeout"],
+            "ports": list(self.ports),
+        }
+
+
+def get_stack(course_id: str | None, learner_id: str, learner: Any = None) -> Stack:
+    """The learner's stack row in this course run, created if missing (race-safe)."""
+    course = course_id or names.WORKBENCH_COURSE
+    stack = Stack.objects.filter(course_id=course, anonymous_user_id=learner_id).first()
+    if stack is not None:
+        return stack
+    try:
+        with transaction.atomic():
+            return Stack.objects.create(
+                name=names.stack_name(course_id, learner_id),
+                course_id=course,
+                anonymous_user_id=learner_id,
+                learner=learner,
+            )
+    except IntegrityError:
+        # Another request created it between our look-up and insert.
+        return Stack.objects.get(course_id=course, anonymous_user_id=learner_id)
+
+
+def phase_text(phase: str) -> str:
+    """The learner-facing text for a launch phase."""
+    return {
+        states.PHASE_QUEUED: _("Waiting for a worker…"),
+        states.PHASE_PROVIDER: _("Starting your lab…"),
+        states.PHASE_BOOTING: _("Your lab is booting…"),
+        states.PHASE_SSH: _("Connecting to your lab…"),
+        states.PHASE_HOOK: _("Preparing your lab…"),
+        states.PHASE_READY: _("Your lab is ready."),
+    }.get(phase, "")
+
+
+def view(stack: Stack) -> dict[str, Any]:
+    """The JSON the status handler returns (no secrets, no addresses)."""
+    pending = stack.status in states.PENDING
+    return {
+        "status": stack.status,
+        "error_msg": stack.error_msg,
+        "name": stack.name,
+        "up": stack.status in states.UP,
+        "pending": pending,
+        "failed": stack.status in states.FAILED,
+        "suspended": stack.status in states.SUSPENDED,
+        "phase": stack.phase if pending or stack.status in states.UP else "",
+        "phase_text": phase_text(stack.phase) if pending else "",
+        "progress": round(stack.progress, 3),
+    }
+
+
+def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) -> int | None:
+    """Move the stack to LAUNCH_PENDING if it may launch; return the new attempt or ``None``."""
+    allowed = states.LAUNCHABLE | (states.UP if reset else frozenset())
+    timeout = spec.launch_timeout or settings["launch_timeout"]
+    won = transition(
+        stack.pk,
+        states.LAUNCH_PENDING,
+        allowed_from=allowed,
+        attempt=F("attempt") + 1,
+        spec=spec.as_dict(settings),
+        suspend_timeout=spec.suspend_timeout,
+        delete_age=spec.delete_age,
+        protocol=spec.protocol,
+        phase=states.PHASE_QUEUED,
+        progress=states.PHASE_PROGRESS[states.PHASE_QUEUED],
+        status_deadline=timezone.now() + timedelta(seconds=timeout + lifecycle.DEADLINE_MARGIN),
+        delete_attempts=0,
+    )
+    if not won:
+        return None
+    return Stack.objects.values_list("attempt", flat=True).get(pk=stack.pk)
+
+
+def status(
+    stack: Stack,
+    spec: LabSpec,
+    *,
+    initialize: bool = False,
+    reset: bool = False,
+    enqueue: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """Decide what to do for a learner's status request, do it, and return :func:`view`.
+
+    - ``initialize``: launch when the stack is absent, suspended or failed;
+      keep it alive when it is up.
+    - ``reset``: delete and create anew (also from an up stack).
+    - a pending state past its deadline is recovered from the provider first.
+    ``enqueue(task_name, *args)`` defaults to :func:`tasks.enqueue`.
+    """
+    settings = get_settings()
+    if enqueue is None:
+        from .tasks import enqueue
+
+    if stack.status in states.PENDING and stack.status_deadline and stack.status_deadline <= timezone.now():
+        lifecycle.recover(stack.pk)
+        stack.refresh_from_db()
+
+    if initialize or reset:
+        attempt = _claim_launch(stack, spec, settings, reset)
+        if attempt is not None:
+            log.info("stack %s: launch %d claimed (reset=%s)", stack.name, attempt, reset)
+            try:
+                enqueue("launch", stack.pk, attempt, reset=reset)
+            except Exception:
+                log.exception("stack %s: could not enqueue the launch", stack.name)
+                transition(stack.pk, states.LAUNCH_ERROR, allowed_from=[states.LAUNCH_PENDING], if_attempt=attempt,
+                           error_msg=_("Your lab could not be started. Please try again in a minute."),
+                           status_deadline=None, phase="", progress=0.0)
+        elif stack.status in states.UP:
+            keepalive(stack)
+    stack.refresh_from_db()
+    return view(stack)
+
+
+def keepalive(stack: Stack) -> None:
+    """Push the stack's suspension forward: the learner is looking at it."""
+    timeout = stack.suspend_timeout or get_settings()["suspend_timeout"]
+    Stack.objects.filter(pk=stack.pk, status__in=states.UP).update(
+        suspend_by=timezone.now() + timedelta(seconds=timeout)
+    )
+
+
+def gateway_url(settings: Settings, base_url: str | None = None) -> str:
+    """The websocket URL of the gateway, absolute (``ws://`` or ``wss://``).
+
+    ``gateway_url`` may be absolute or a path; a path is resolved against
+    ``base_url`` (the page's origin, ``http(s)://host``).
+    """
+    configured = settings["gateway_url"]
+    if urlsplit(configured).scheme in ("ws", "wss"):
+        return configured
+    if not base_url:
+        raise LabError(_("The lab gateway is not configured."))
+    absolute = urljoin(base_url, configured)
+    return "wss" + absolute[5:] if absolute.startswith("https") else "ws" + absolute[4:]
+
+
+def ticket_url(
+    stack: Stack,
+    *,
+    actor: str,
+    read_only: bool,
+    port: int | None = None,
+    base_url: str | None = None,
+) -> str:
+    """Mint a ticket for the gateway and return the URL to open with it.
+
+    Raises :class:`LabError` when the stack is not up.
+    """
+    settings = get_settings()
+    if stack.status not in states.UP:
+        raise LabError(_("Your lab is not running."))
+    token = tickets.mint(
+        settings.ticket_secret,
+        stack_id=stack.pk,
+        stack_name=stack.name,
+        learner=stack.anonymous_user_id,
+        protocol=stack.protocol,
+        port=port if port is not None else stack.port,
+        read_only=read_only,
+        actor=actor,
+        ttl=settings["ticket_ttl"],
+    )
+    return f"{gateway_url(settings, base_url)}?{urlencode({'ticket': token})}"

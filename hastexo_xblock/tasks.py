@@ -1,0 +1,74 @@
+"""Celery tasks: thin, idempotent wrappers over ``lifecycle.py`` and ``jobs.py``.
+
+Every task takes ids (never objects or secrets), is ``acks_late`` with
+``reject_on_worker_lost`` (a worker killed mid-task gets the message
+redelivered, and the lifecycle continues from the row's state), and gets its
+time limits and queue from the settings when it is enqueued (:func:`enqueue`).
+
+In the LMS these are picked up by the LMS's own Celery app
+(``autodiscover_tasks``); the demo runs its own worker (``demo/celery.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from . import jobs, lifecycle
+from .conf import get_settings
+
+log = logging.getLogger(__name__)
+
+_COMMON: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+
+
+@shared_task(name="hastexo_xblock.launch", **_COMMON)
+def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
+    """Create or resume stack ``stack_id`` for launch ``attempt`` (see ``lifecycle.launch``)."""
+    return lifecycle.launch(stack_id, attempt, reset=reset)
+
+
+@shared_task(name="hastexo_xblock.suspend", **_COMMON)
+def suspend(stack_id: int) -> str:
+    """Suspend a claimed stack (see ``lifecycle.suspend``)."""
+    return lifecycle.suspend(stack_id)
+
+
+@shared_task(name="hastexo_xblock.delete", **_COMMON)
+def delete(stack_id: int) -> str:
+    """Delete a claimed stack (see ``lifecycle.delete``)."""
+    return lifecycle.delete(stack_id)
+
+
+@shared_task(name="hastexo_xblock.suspender", **_COMMON)
+def suspender() -> int:
+    """Periodic: claim every stack due for suspension and enqueue one suspend each."""
+    return jobs.run_suspender(enqueue_suspend=lambda stack_id: enqueue("suspend", stack_id))
+
+
+_LIMITS = {
+    "launch": "launch_timeout",
+    "suspend": "suspend_task_timeout",
+    "delete": "delete_task_timeout",
+}
+
+
+def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Send task ``task_name`` with the settings' queue and time limits.
+
+    The soft limit is the lifecycle's own deadline plus a margin (the
+    lifecycle finishes cleanly first); the hard limit a little later still.
+    """
+    settings = get_settings()
+    task = {"launch": launch, "suspend": suspend, "delete": delete, "suspender": suspender}[task_name]
+    options: dict[str, Any] = {}
+    if settings["task_queue"]:
+        options["queue"] = settings["task_queue"]
+    limit_key = _LIMITS.get(task_name)
+    if limit_key:
+        limit = settings[limit_key]
+        options["soft_time_limit"] = limit + 30
+        options["time_limit"] = limit + 60
+    task.apply_async(args=args, kwargs=kwargs, **options)

@@ -1,0 +1,71 @@
+"""Django settings for the test suite: the XBlock workbench plus our app.
+
+``HASTEXO_TEST_DATABASE_URL`` selects the database (``sqlite:///path``,
+``mysql://user:pass@host:port/name``, ``postgresql://user@host:port/name``);
+SQLite in a file by default, so that worker and gateway processes started by
+the tests see the same data.
+"""
+
+import os
+import tempfile
+from urllib.parse import unquote, urlparse
+
+from workbench.settings import *  # noqa: F403
+
+SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+# djpyfs (listed by the workbench) does not load on Django 5.2 and is not used.
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + ["hastexo_xblock"]  # noqa: F405
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+_run_dir = os.environ.setdefault("HASTEXO_TEST_RUN_DIR", tempfile.mkdtemp(prefix="hastexo-tests-"))
+
+
+def database_from_url(url: str) -> dict:
+    """Django ``DATABASES`` entry for ``url``."""
+    parsed = urlparse(url)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme == "sqlite":
+        path = unquote(parsed.path) or os.path.join(_run_dir, "test.db")
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path, "TEST": {"NAME": path}}
+    engine = {
+        "mysql": "django.db.backends.mysql",
+        "mariadb": "django.db.backends.mysql",
+        "postgres": "django.db.backends.postgresql",
+        "postgresql": "django.db.backends.postgresql",
+    }[scheme]
+    entry = {
+        "ENGINE": engine,
+        "NAME": parsed.path.lstrip("/") or "test",
+        "USER": unquote(parsed.username or ""),
+        "PASSWORD": unquote(parsed.password or ""),
+        "HOST": parsed.hostname or "127.0.0.1",
+        "PORT": str(parsed.port or ""),
+    }
+    if engine.endswith("mysql"):
+        entry["OPTIONS"] = {"charset": "utf8mb4"}
+        entry["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    return entry
+
+
+DATABASES = {"default": database_from_url(os.environ.get("HASTEXO_TEST_DATABASE_URL", "sqlite://"))}
+
+XBLOCK_SETTINGS = {
+    "hastexo": {
+        "providers": {
+            "default": {"type": "local", "root": os.path.join(_run_dir, "labs")},
+        },
+        "gateway_url": "ws://127.0.0.1:1/ws",
+        "template_dir": os.path.join(os.path.dirname(__file__), "templates"),
+    }
+}
+
+CELERY_BROKER_URL = os.environ.get("HASTEXO_TEST_BROKER_URL", "memory://")
+CELERY_TASK_ALWAYS_EAGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"hastexo_xblock": {"handlers": ["console"], "level": "DEBUG", "propagate": True}},
+}
