@@ -49,6 +49,16 @@ def database_from_url(url: str) -> dict:
 
 
 DATABASES = {"default": database_from_url(os.environ.get("HASTEXO_TEST_DATABASE_URL", "sqlite://"))}
+if os.environ.get("HASTEXO_TEST_DB_NAME"):
+    # A worker or gateway subprocess uses the test database pytest-django created.
+    DATABASES["default"]["NAME"] = os.environ["HASTEXO_TEST_DB_NAME"]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Tests run workers and threads against one file: wait for locks, don't fail.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
+    }
 
 XBLOCK_SETTINGS = {
     "hastexo": {
@@ -56,12 +66,10 @@ XBLOCK_SETTINGS = {
             "default": {"type": "local", "root": os.path.join(_run_dir, "labs")},
         },
         "gateway_url": "ws://127.0.0.1:1/ws",
-        "template_dir": os.path.join(os.path.dirname(__file__), "templates"),
+        "template_dir": os.environ.get("HASTEXO_TEST_TEMPLATE_DIR", os.path.join(os.path.dirname(__file__), "templates")),
     }
 }
 
-CELERY_BROKER_URL = os.environ.get("HASTEXO_TEST_BROKER_URL", "memory://")
-CELERY_TASK_ALWAYS_EAGER = False
 
 LOGGING = {
     "version": 1,

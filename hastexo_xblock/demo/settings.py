@@ -66,13 +66,14 @@ XBLOCK_SETTINGS = {
 }
 
 _broker = os.path.join(VAR, "broker")
-for _folder in ("out", "processed"):
+for _folder in ("out", "processed", "control"):
     os.makedirs(os.path.join(_broker, _folder), exist_ok=True)
 CELERY_BROKER_URL = "filesystem://"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_in": os.path.join(_broker, "out"),
     "data_folder_out": os.path.join(_broker, "out"),
     "processed_folder": os.path.join(_broker, "processed"),
+    "control_folder": os.path.join(_broker, "control"),
     "store_processed": False,
     "polling_interval": 0.05,
 }

@@ -1,0 +1,157 @@
+"""The XBlock on the workbench runtime: handlers through ``block.handle``, the learner view."""
+
+import json
+
+import pytest
+from webob import Request
+from workbench.runtime import WorkbenchRuntime
+
+from hastexo_xblock import states
+from hastexo_xblock.gateway import tickets
+from hastexo_xblock.models import Stack
+
+pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+
+XML = """
+<hastexo display_name="Lab one" stack_template_path="t.yaml" stack_user_name="learner">
+  <option:ports xmlns:option="http://code.edx.org/xblock/option">[{"name": "web", "number": 8080}]</option:ports>
+  <html_demo><p class="instructions">Do <b>this</b>.</p></html_demo>
+</hastexo>
+"""
+KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTOPSECRETKEYMATERIAL\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def make_block(student="student_1", xml=XML):
+    runtime = WorkbenchRuntime(student)
+    runtime.id_generator.set_scenario("tests")
+    return runtime.get_block(runtime.parse_xml_string(xml))
+
+
+def call(block, handler, data=None, method="POST"):
+    request = Request.blank("/", method=method, body=json.dumps(data or {}).encode(),
+                            headers={"Content-Type": "application/json"})
+    response = block.handle(handler, request)
+    return response.status_code, json.loads(response.body or b"{}")
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """Record launches instead of sending them to a broker."""
+    calls = []
+    monkeypatch.setattr("hastexo_xblock.tasks.enqueue", lambda *a, **k: calls.append((a, k)))
+    return calls
+
+
+def bring_up(stack_id):
+    Stack.objects.filter(pk=stack_id).update(
+        status=states.CREATE_COMPLETE, ip="127.0.0.1", ssh_port=2222, private_key=KEY, password="pw-SECRET",
+        host_key="ssh-ed25519 AAAAhost",
+    )
+
+
+def test_initialize_launches_once_and_reports_the_phase(sent):
+    block = make_block()
+    code, body = call(block, "get_user_stack_status", {"initialize": True, "reset": False})
+    assert code == 200
+    assert body["status"] == states.LAUNCH_PENDING and body["pending"] and not body["up"]
+    assert body["phase"] == states.PHASE_QUEUED and body["phase_text"] and 0 < body["progress"] < 1
+    assert body["name"].startswith("hx-workbench-")
+    code, body = call(block, "get_user_stack_status", {"initialize": True})
+    assert body["status"] == states.LAUNCH_PENDING
+    assert len(sent) == 1 and sent[0][0][0] == "launch"
+
+
+def test_status_without_initialize_only_reports(sent):
+    code, body = call(make_block(), "get_user_stack_status", {"initialize": False})
+    assert body["status"] == states.DELETE_COMPLETE and not sent
+
+
+def test_each_learner_gets_their_own_stack(sent):
+    a = call(make_block("alice"), "get_user_stack_status", {"initialize": True})[1]["name"]
+    b = call(make_block("bob"), "get_user_stack_status", {"initialize": True})[1]["name"]
+    assert a != b and Stack.objects.count() == 2
+
+
+def test_blocks_in_one_course_share_the_learners_stack(sent):
+    call(make_block(), "get_user_stack_status", {"initialize": True})
+    call(make_block(xml=XML.replace("Lab one", "Lab two")), "get_user_stack_status", {"initialize": True})
+    assert Stack.objects.count() == 1 and len(sent) == 1
+
+
+def test_reset_of_a_running_lab_launches_with_reset(sent):
+    block = make_block()
+    call(block, "get_user_stack_status", {"initialize": True})
+    bring_up(Stack.objects.get().pk)
+    code, body = call(block, "get_user_stack_status", {"reset": True})
+    assert body["status"] == states.LAUNCH_PENDING
+    assert sent[-1][1] == {"reset": True}
+
+
+def test_broker_down_is_an_error_not_a_trap(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr("hastexo_xblock.tasks.enqueue", broken)
+    code, body = call(make_block(), "get_user_stack_status", {"initialize": True})
+    assert body["status"] == states.LAUNCH_ERROR and body["failed"] and "try again" in body["error_msg"]
+
+
+def test_ticket_only_for_a_running_lab_and_bound_to_the_learner(sent, settings):
+    from hastexo_xblock.conf import get_settings
+
+    block = make_block()
+    code, body = call(block, "get_ticket")
+    assert code == 409 and "not running" in body["error"]
+    call(block, "get_user_stack_status", {"initialize": True})
+    stack = Stack.objects.get()
+    bring_up(stack.pk)
+    code, body = call(block, "get_ticket")
+    assert code == 200 and body["url"].startswith("ws://127.0.0.1:1/ws?ticket=")
+    ticket = tickets.verify(get_settings().ticket_secret, body["url"].split("ticket=")[1])
+    assert (ticket.stack_id, ticket.learner, ticket.protocol) == (stack.pk, stack.anonymous_user_id, "ssh")
+    assert ticket.read_only is False and ticket.expires > 0
+    assert call(block, "get_ticket", method="GET")[0] == 405
+
+
+def test_set_port_accepts_only_configured_ports(sent):
+    block = make_block()
+    assert call(block, "set_port", {"port": 8080}) == (200, {"port": 8080})
+    assert call(block, "set_port", {"port": 22})[0] == 400
+    assert call(block, "set_port", {"port": "x"})[0] == 400
+    assert Stack.objects.get().port == 8080
+
+
+def test_keepalive_moves_suspend_by(sent):
+    block = make_block()
+    call(block, "get_user_stack_status", {"initialize": True})
+    stack = Stack.objects.get()
+    bring_up(stack.pk)
+    assert call(block, "keepalive") == (200, {})
+    assert Stack.objects.get().suspend_by is not None
+
+
+def test_learner_view_has_the_lab_the_instructions_and_no_secrets(sent):
+    block = make_block()
+    call(block, "get_user_stack_status", {"initialize": True})
+    bring_up(Stack.objects.get().pk)
+    frag = block.runtime.render(block, "student_view")
+    html = frag.body_html() + frag.foot_html() + frag.head_html()
+    assert 'class="instructions"' in html and "hastexo-terminal" in html
+    assert "xterm.js" in html and "hastexo.js" in html and "HastexoXBlock" in html
+    for secret in ("TOPSECRETKEYMATERIAL", "pw-SECRET", "127.0.0.1:2222", "AAAAhost"):
+        assert secret not in html
+    code, body = call(block, "get_user_stack_status", {"initialize": True})
+    assert not any(secret in json.dumps(body) for secret in ("TOPSECRET", "pw-SECRET", "AAAAhost", "2222"))
+
+
+def test_display_name_is_escaped(sent):
+    block = make_block(xml=XML.replace("Lab one", "&lt;script&gt;alert(1)&lt;/script&gt;"))
+    html = block.runtime.render(block, "student_view").body_html()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
+
+
+def test_workbench_scenario_is_linux_basics():
+    from hastexo_xblock.block import HastexoXBlock
+
+    [(title, xml)] = HastexoXBlock.workbench_scenarios()
+    assert title == "Linux basics" and "<html_demo>" in xml and 'stack_template_path="linux-basics.yaml"' in xml

@@ -1,0 +1,761 @@
+"""End-to-end tests of the websocket gateway: a real uvicorn, a real asyncssh server, a real bash.
+
+Topology (all in this process, each server in a thread with its own event loop)::
+
+    websockets client (test) ──ws──▶ uvicorn + gateway.asgi ──ssh──▶ asyncssh server ──pty──▶ bash
+
+The SSH server accepts only the generated client key and presents a generated
+host key, whose public line is pinned in ``Stack.host_key``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import getpass
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncssh
+import pytest
+import uvicorn
+from django.db import connections
+from django.db.backends.signals import connection_created
+from django.utils import timezone
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from hastexo_xblock import conf, states
+from hastexo_xblock.gateway import asgi, tickets
+from hastexo_xblock.gateway.activity import ActivityTracker, tracker
+from hastexo_xblock.models import Stack, UsedTicket
+
+pytestmark = [
+    pytest.mark.db,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(60),
+    # uvicorn's "websockets" implementation is built on websockets' deprecated legacy API.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.legacy.*"),
+    pytest.mark.filterwarnings("ignore:websockets.legacy is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated"),
+]
+
+PROMPT = b"lab$ "
+
+# --- the lab: an asyncssh server running bash under a real PTY --------------------------
+
+# Runs in the child: become session leader and take the PTY as controlling terminal, so
+# bash gets job control and SIGWINCH like under sshd.
+_SHELL_WRAPPER = (
+    "import fcntl, os, termios, sys; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "os.execvp('bash', ['bash', '--norc', '--noprofile', '-i'])"
+)
+
+
+def _set_winsize(fd: int, cols: int, rows: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+class LabServer:
+    """An SSH server in its own thread; counts connections and shell sessions."""
+
+    def __init__(self, host_key: asyncssh.SSHKey, client_public: str, home: str) -> None:
+        self.host_key = host_key
+        self.client_public = client_public
+        self.home = home
+        self.connections = 0
+        self.sessions = 0
+        self.active = 0
+        self.open_connections: list[asyncssh.SSHServerConnection] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-ssh-server", daemon=True)
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.port = 0
+        self._server: Any = None
+
+    def start(self) -> None:
+        self.thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _listen(self) -> Any:
+        outer = self
+
+        class CountingServer(asyncssh.SSHServer):
+            def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+                outer.connections += 1
+                outer.open_connections.append(conn)
+
+        return await asyncssh.listen(
+            "127.0.0.1",
+            0,
+            server_host_keys=[self.host_key],
+            authorized_client_keys=asyncssh.import_authorized_keys(self.client_public),
+            server_factory=CountingServer,
+            process_factory=self._shell,
+            encoding=None,
+            line_editor=False,
+            allow_pty=True,
+        )
+
+    async def _shell(self, process: asyncssh.SSHServerProcess) -> None:
+        self.sessions += 1
+        self.active += 1
+        loop = asyncio.get_running_loop()
+        master, slave = os.openpty()
+        cols, rows = process.term_size[:2] if process.term_size[0] else (80, 24)
+        _set_winsize(master, cols, rows)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": self.home,
+            "TERM": process.term_type or "dumb",
+            "PS1": PROMPT.decode(),
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-c", _SHELL_WRAPPER], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=self.home
+        )
+        self.children.append(child)
+        os.close(slave)
+        os.set_blocking(master, False)
+        ended = loop.create_future()
+
+        def readable() -> None:
+            try:
+                data = os.read(master, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""  # EIO: the shell closed the PTY
+            if data:
+                process.stdout.write(data)
+            else:
+                loop.remove_reader(master)
+                if not ended.done():
+                    ended.set_result(None)
+
+        async def pump_input() -> None:
+            while True:
+                try:
+                    data = await process.stdin.read(65536)
+                except asyncssh.TerminalSizeChanged as change:
+                    _set_winsize(master, change.width, change.height)
+                    continue
+                except (asyncssh.Error, OSError):
+                    return
+                if not data:
+                    return
+                os.write(master, data)
+
+        loop.add_reader(master, readable)
+        feeder = loop.create_task(pump_input())
+        try:
+            await asyncio.wait({feeder, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                child.kill()  # the client went away: hang up on the shell
+            status = await loop.run_in_executor(None, child.wait)
+            process.exit(status if status >= 0 else 255)
+        finally:
+            feeder.cancel()
+            loop.remove_reader(master)
+            os.close(master)
+            self.active -= 1
+
+    def stop(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(5)
+        if self._server is not None:
+            self.loop.call_soon_threadsafe(self._server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+@dataclass
+class Keys:
+    client: asyncssh.SSHKey
+    host: asyncssh.SSHKey
+    other_host: asyncssh.SSHKey
+
+    @property
+    def client_private(self) -> str:
+        return self.client.export_private_key().decode()
+
+    @staticmethod
+    def public_line(key: asyncssh.SSHKey) -> str:
+        return key.export_public_key().decode().strip()
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    return Keys(
+        client=asyncssh.generate_private_key("ssh-ed25519"),
+        host=asyncssh.generate_private_key("ssh-ed25519"),
+        other_host=asyncssh.generate_private_key("ssh-ed25519"),
+    )
+
+
+@pytest.fixture(scope="module")
+def lab(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    server = LabServer(keys.host, Keys.public_line(keys.client), str(tmp_path_factory.mktemp("home")))
+    server.start()
+    yield server
+    server.stop()
+
+
+# --- the gateway: uvicorn serving the ASGI app --------------------------------------------
+
+
+@dataclass
+class Gateway:
+    port: int
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def ws_base(self) -> str:
+        # Behind the LMS load balancer the gateway sits under a prefix.
+        return f"ws://127.0.0.1:{self.port}/hastexo-gateway/ws"
+
+    def call(self, coroutine: Any, timeout: float = 10) -> Any:
+        """Run ``coroutine`` on the gateway's event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+
+@pytest.fixture
+def gateway(transactional_db: None) -> Iterator[Gateway]:
+    config = uvicorn.Config(
+        asgi.application, host="127.0.0.1", port=0, ws="websockets", lifespan="on", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), name="test-gateway")
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn failed to start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Gateway(port, loop)
+    server.should_exit = True
+    thread.join(15)
+    assert not thread.is_alive()
+    loop.close()
+    # The flusher ran on that loop and is gone with it.
+    assert not tracker.running
+
+
+@pytest.fixture
+def activity_interval(settings: Any) -> Callable[[int], None]:
+    """Set ``gateway_activity_interval`` for this test."""
+
+    def set_interval(seconds: int) -> None:
+        xblock_settings = copy.deepcopy(settings.XBLOCK_SETTINGS)
+        xblock_settings["hastexo"]["gateway_activity_interval"] = seconds
+        settings.XBLOCK_SETTINGS = xblock_settings
+        conf.clear_cache()
+
+    return set_interval
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def make_stack(keys: Keys, lab: LabServer, name: str = "stack-a", learner: str = "learner-a", **fields: Any) -> Stack:
+    values: dict[str, Any] = {
+        "name": name,
+        "course_id": "course-v1:hastexo+gateway+test",
+        "anonymous_user_id": learner,
+        "status": states.CREATE_COMPLETE,
+        "ip": "127.0.0.1",
+        "ssh_port": lab.port,
+        "ssh_user": getpass.getuser(),
+        "private_key": keys.client_private,
+        "host_key": Keys.public_line(keys.host),
+    }
+    values.update(fields)
+    return Stack.objects.create(**values)
+
+
+def ticket_for(stack: Stack, **overrides: Any) -> str:
+    values: dict[str, Any] = {
+        "stack_id": stack.pk,
+        "stack_name": stack.name,
+        "learner": stack.anonymous_user_id,
+        "protocol": "ssh",
+        "port": None,
+        "read_only": False,
+    }
+    values.update(overrides)
+    return tickets.mint(conf.get_settings().ticket_secret, **values)
+
+
+class Terminal:
+    """The browser side: collects output bytes and JSON text messages."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.output = bytearray()
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+
+    async def _receive_one(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out; output so far: {bytes(self.output)[-500:]!r}, messages {self.messages}")
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), remaining)
+        except TimeoutError:
+            raise AssertionError(
+                f"timed out; output so far: {bytes(self.output)[-500:]!r}, messages {self.messages}"
+            ) from None
+        if isinstance(message, bytes):
+            self.output += message
+        else:
+            self.messages.append(json.loads(message))
+
+    async def expect_output(self, pattern: bytes, timeout: float = 10, start: int = 0) -> re.Match[bytes]:
+        """Wait until the output (from offset ``start``) matches the regex ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.compile(pattern).search(bytes(self.output), start)
+            if match:
+                return match
+            await self._receive_one(deadline)
+
+    async def expect_message(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for message in self.messages[seen:]:
+                if predicate(message):
+                    return message
+            seen = len(self.messages)
+            await self._receive_one(deadline)
+
+    async def expect_close(self, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                await self._receive_one(deadline)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None, "the gateway did not send a close frame"
+            self.close_code = closed.rcvd.code
+            return closed.rcvd.code
+
+    async def type(self, text: str) -> None:
+        await self.ws.send(text.encode())
+
+    async def control(self, payload: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(payload))
+
+    async def sync(self) -> None:
+        """Round-trip a ping: everything sent before has been processed by the gateway."""
+        await self.control({"type": "ping"})
+        await self.expect_message(lambda m: m == {"type": "pong"})
+        self.messages.remove({"type": "pong"})
+
+
+async def open_terminal(gateway: Gateway, token: str, *, expect: str = "connected") -> Terminal:
+    ws = await connect(f"{gateway.ws_base}?ticket={token}", open_timeout=10, max_size=None)
+    terminal = Terminal(ws)
+    await terminal._receive_one(time.monotonic() + 10)
+    assert terminal.messages[0] == {"type": "status", "status": "connecting"}
+    if expect == "connected":
+        await terminal.expect_message(lambda m: m.get("type") in ("status", "error") and m != terminal.messages[0])
+        assert terminal.messages[-1] == {"type": "status", "status": "connected"}, terminal.messages
+    return terminal
+
+
+async def expect_rejected(gateway: Gateway, token: str) -> int:
+    """Connect and return the HTTP status of the refused handshake."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{gateway.ws_base}?ticket={token}", open_timeout=10):
+            pass
+    return refused.value.response.status_code
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_shell_round_trip_and_exit(gateway: Gateway, lab: LabServer, keys: Keys) -> None:
+    stack = make_stack(keys, lab)
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        await term.type("echo $((6*7))\r")
+        await term.expect_output(rb"[\r\n]42\r\n")
+        await term.type("exit\r")
+        await term.expect_message(lambda m: m == {"type": "status", "status": "closed"})
+        assert await term.expect_close() == 1000
+
+    asyncio.run(scenario())
+    wait_for(lambda: lab.active == 0)
+
+
+def test_resize_and_disconnect_closes_ssh(gateway: Gateway, lab: LabServer, keys: Keys) -> None:
+    stack = make_stack(keys, lab)
+
+    async def scenario() -> None:
+        ws = await connect(f"{gateway.ws_base}?ticket={ticket_for(stack)}", open_timeout=10)
+        # Sent at once, as the browser does on open: becomes the PTY's initial size.
+        await ws.send(json.dumps({"type": "resize", "cols": 100, "rows": 30}))
+        term = Terminal(ws)
+        await term.expect_message(lambda m: m == {"type": "status", "status": "connected"})
+        await term.expect_output(re.escape(PROMPT))
+        mark = len(term.output)
+        await term.type("stty size\r")
+        await term.expect_output(rb"[\r\n]30 100\r\n", start=mark)
+
+        # Out-of-bounds and malformed control messages are ignored, the session lives on.
+        for junk in ('{"type":"resize","cols":0,"rows":5000}', "not json", "[1,2]", '{"type":"nope"}'):
+            await ws.send(junk)
+        await term.control({"type": "resize", "cols": 123, "rows": 45})
+        await term.sync()
+        mark = len(term.output)
+        await term.type("stty size\r")
+        await term.expect_output(rb"[\r\n]45 123\r\n", start=mark)
+        assert lab.active == 1
+        await ws.close()
+
+    asyncio.run(scenario())
+    # The browser left: the gateway closed the SSH channel, so the lab's shell ended.
+    wait_for(lambda: lab.active == 0)
+
+
+def test_lost_connection_is_an_error(gateway: Gateway, lab: LabServer, keys: Keys) -> None:
+    stack = make_stack(keys, lab)
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        # The lab drops the TCP connection without a goodbye (crash, network cut).
+        lab.loop.call_soon_threadsafe(lab.open_connections[-1].abort)
+        assert await term.expect_close() == 1011
+        assert term.messages[-1] == {"type": "error", "message": "Could not connect to the lab."}
+
+    asyncio.run(scenario())
+    wait_for(lambda: lab.active == 0)
+
+
+def test_bad_tickets_are_refused_before_ssh(
+    gateway: Gateway, lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="hastexo_xblock")
+    # uvicorn logs every websocket handshake with its query string on "uvicorn.error" (which
+    # does not propagate to the root logger): listen there too, to see the gateway's redaction.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_level = uvicorn_log.level
+    uvicorn_log.setLevel(logging.INFO)
+    uvicorn_log.addHandler(caplog.handler)
+    stack = make_stack(keys, lab)
+    other = make_stack(keys, lab, name="stack-b", learner="learner-b")
+    secret = conf.get_settings().ticket_secret
+
+    good = ticket_for(stack)
+    body, signature = good.split(".")
+    tampered = f"{body}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    expired = tickets.mint(
+        secret,
+        stack_id=stack.pk,
+        stack_name=stack.name,
+        learner=stack.anonymous_user_id,
+        protocol="ssh",
+        port=None,
+        read_only=False,
+        now=time.time() - 120,
+    )
+    # A valid ticket for stack-b's id but learner-a's identity, and one naming the wrong stack.
+    wrong_learner = ticket_for(other, learner=stack.anonymous_user_id)
+    wrong_name = ticket_for(other, stack_name=stack.name)
+
+    async def scenario() -> None:
+        # Reused: the first use works, the second is refused.
+        term = await open_terminal(gateway, good)
+        await term.ws.close()
+        wait_for(lambda: lab.active == 0)
+
+        connections, sessions = lab.connections, lab.sessions
+        for token in (tampered, expired, good, wrong_learner, wrong_name, "", "garbage"):
+            assert await expect_rejected(gateway, token) == 403
+        assert (lab.connections, lab.sessions) == (connections, sessions), "an SSH connection was opened"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+        uvicorn_log.setLevel(uvicorn_level)
+    # Only the server side's log: the test's own websockets client logs its request line.
+    server_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(("hastexo_xblock", "uvicorn")))
+    for reason in ("bad ticket signature", "ticket expired", "ticket already used", "does not match stack"):
+        assert reason in server_log
+    assert "ticket=<redacted>" in server_log
+    for token in (good, tampered, expired, wrong_learner):
+        assert token.split(".")[1] not in server_log
+
+
+def test_lab_not_running_and_unsupported_protocol(gateway: Gateway, lab: LabServer, keys: Keys) -> None:
+    suspended = make_stack(keys, lab, status=states.SUSPEND_COMPLETE)
+    running = make_stack(keys, lab, name="stack-b", learner="learner-b")
+
+    async def scenario() -> None:
+        connections = lab.connections
+        for token, code, text in (
+            (ticket_for(suspended), 4004, "The lab is not running."),
+            (ticket_for(running, protocol="vnc", port=5900), 4400, "protocol not supported yet"),
+        ):
+            async with connect(f"{gateway.ws_base}?ticket={token}", open_timeout=10) as ws:
+                term = Terminal(ws)
+                assert await term.expect_close() == code
+                assert term.messages == [{"type": "error", "message": text}]
+        assert lab.connections == connections
+
+    asyncio.run(scenario())
+
+
+def test_read_only_drops_input_but_streams_output(gateway: Gateway, lab: LabServer, keys: Keys, tmp_path: Any) -> None:
+    stack = make_stack(keys, lab)
+    target = tmp_path / f"touched-{uuid.uuid4().hex}"
+
+    async def scenario() -> None:
+        viewer = await open_terminal(gateway, ticket_for(stack, read_only=True))
+        await viewer.expect_output(re.escape(PROMPT))  # output streams
+        await viewer.type(f"touch {target}\r")
+        await viewer.control({"type": "resize", "cols": 90, "rows": 20})  # resize is still honoured
+        await viewer.sync()
+        await asyncio.sleep(0.5)
+        assert not target.exists()
+        assert b"touch" not in viewer.output  # not even echoed: it never reached the shell
+        assert stack.pk not in tracker.pending  # and it is not activity
+        await viewer.ws.close()
+
+        # Control: the same input through a normal ticket does reach the shell.
+        learner = await open_terminal(gateway, ticket_for(stack))
+        await learner.expect_output(re.escape(PROMPT))
+        await learner.type(f"touch {target}; echo done-$((1+1))\r")
+        await learner.expect_output(rb"done-2")
+        assert target.exists()
+        await learner.ws.close()
+
+    asyncio.run(scenario())
+
+
+def test_host_key_pinning(gateway: Gateway, lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    impostor = make_stack(keys, lab, host_key=Keys.public_line(keys.other_host))
+    unpinned = make_stack(keys, lab, name="stack-b", learner="learner-b", host_key="")
+
+    async def scenario() -> None:
+        sessions = lab.sessions
+        term = await open_terminal(gateway, ticket_for(impostor), expect="")
+        assert await term.expect_close() == 1011
+        assert term.messages[-1] == {
+            "type": "error",
+            "message": "The lab's identity has changed; the connection was refused.",
+        }
+
+        connections = lab.connections
+        term = await open_terminal(gateway, ticket_for(unpinned), expect="")
+        assert await term.expect_close() == 1011
+        assert term.messages[-1] == {"type": "error", "message": "Could not connect to the lab."}
+        assert lab.connections == connections, "connected to a lab without a pinned host key"
+        assert lab.sessions == sessions
+
+    asyncio.run(scenario())
+    mismatch = [r for r in caplog.records if r.levelno == logging.ERROR and "host key mismatch" in r.getMessage()]
+    assert mismatch, "a host key mismatch must be logged at ERROR"
+    assert keys.client_private not in caplog.text
+
+
+def test_session_closes_when_stack_goes_down(
+    gateway: Gateway, lab: LabServer, keys: Keys, activity_interval: Callable[[int], None]
+) -> None:
+    activity_interval(1)
+    suspended = make_stack(keys, lab)
+    deleted = make_stack(keys, lab, name="stack-b", learner="learner-b")
+
+    async def scenario() -> None:
+        first = await open_terminal(gateway, ticket_for(suspended))
+        second = await open_terminal(gateway, ticket_for(deleted))
+        await first.expect_output(re.escape(PROMPT))
+        await second.expect_output(re.escape(PROMPT))
+        await asyncio.to_thread(lambda: Stack.objects.filter(pk=suspended.pk).update(status=states.SUSPEND_COMPLETE))
+        await asyncio.to_thread(lambda: Stack.objects.filter(pk=deleted.pk).delete())
+        started = time.monotonic()
+        assert await first.expect_close(timeout=5) == 4010
+        assert await second.expect_close(timeout=5) == 4010
+        assert time.monotonic() - started < 4
+        assert {"type": "status", "status": "suspended"} in first.messages
+        assert {"type": "status", "status": "deleted"} in second.messages
+
+    asyncio.run(scenario())
+    wait_for(lambda: lab.active == 0)
+
+
+class _CountStackUpdates:
+    """Count ``UPDATE "hastexo_xblock_stack"`` statements on every new connection, in any thread."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self._lock = threading.Lock()
+
+    def _wrapper(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip().upper().startswith("UPDATE") and "hastexo_xblock_stack" in sql:
+            with self._lock:
+                self.statements.append(sql)
+        return execute(sql, params, many, context)
+
+    def _on_connect(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        connection.execute_wrappers.append(self._wrapper)
+
+    def __enter__(self) -> _CountStackUpdates:
+        # The flush runs in a worker thread that opens a fresh connection per call (CONN_MAX_AGE=0).
+        connection_created.connect(self._on_connect)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        connection_created.disconnect(self._on_connect)
+
+
+def test_typing_pushes_suspend_by_in_one_batched_update(
+    gateway: Gateway, lab: LabServer, keys: Keys, activity_interval: Callable[[int], None]
+) -> None:
+    activity_interval(3600)  # no periodic flush during the test: we trigger it
+    long_ago = timezone.now() - timedelta(hours=1)
+    first = make_stack(keys, lab, suspend_by=long_ago)
+    second = make_stack(keys, lab, name="stack-b", learner="learner-b", suspend_by=long_ago)
+    timeout = conf.get_settings()["suspend_timeout"]
+
+    async def scenario() -> Any:
+        terms = [await open_terminal(gateway, ticket_for(stack)) for stack in (first, second)]
+        for term in terms:
+            await term.expect_output(re.escape(PROMPT))
+        gateway.call(tracker.flush(purge=False))  # start from a clean slate
+        for term in terms:
+            for key in "echo hi":  # one frame per keystroke, as xterm.js sends them
+                await term.type(key)
+        for term in terms:
+            await term.sync()
+        assert {first.pk, second.pk} <= tracker.pending
+
+        with _CountStackUpdates() as counter:
+            before = timezone.now()
+            updated = gateway.call(tracker.flush(purge=False))
+        assert updated == 2
+        assert len(counter.statements) == 1, counter.statements
+        for term in terms:
+            await term.ws.close()
+        return before
+
+    before = asyncio.run(scenario())
+    for stack in (first, second):
+        stack.refresh_from_db()
+        # Moved from an hour ago to now + the suspend timeout.
+        assert (
+            before + timedelta(seconds=timeout - 5) <= stack.suspend_by <= timezone.now() + timedelta(seconds=timeout)
+        )
+    wait_for(lambda: lab.active == 0)
+
+
+def test_flush_groups_by_timeout_skips_down_stacks_and_purges(keys: Keys, lab: LabServer) -> None:
+    long_ago = timezone.now() - timedelta(hours=1)
+    a = make_stack(keys, lab, name="a", learner="a", suspend_by=long_ago)
+    b = make_stack(keys, lab, name="b", learner="b", suspend_by=long_ago)
+    c = make_stack(keys, lab, name="c", learner="c", suspend_by=long_ago, suspend_timeout=600)
+    down = make_stack(keys, lab, name="d", learner="d", suspend_by=long_ago, status=states.SUSPEND_COMPLETE)
+    UsedTicket.objects.create(ticket_id="old", expires_at=timezone.now() - timedelta(hours=1))
+    UsedTicket.objects.create(ticket_id="fresh", expires_at=timezone.now() + timedelta(seconds=30))
+    local = ActivityTracker()
+    closed: list[str] = []
+
+    async def scenario() -> int:
+        for stack in (a, b, c, down):
+            local.record(stack.pk, stack.suspend_timeout or 120)
+        local.register(down.pk, closed.append)
+        local.register(a.pk, closed.append)
+        return await local.flush(purge=True)
+
+    with _CountStackUpdates() as counter:
+        assert asyncio.run(scenario()) == 3
+    assert len(counter.statements) == 2  # one per distinct timeout
+    for stack, seconds in ((a, 120), (b, 120), (c, 600)):
+        stack.refresh_from_db()
+        assert abs((stack.suspend_by - timezone.now()).total_seconds() - seconds) < 10
+    down.refresh_from_db()
+    assert down.suspend_by == long_ago  # a suspended lab is not made "active" again
+    assert closed == ["suspended"]
+    assert list(UsedTicket.objects.values_list("ticket_id", flat=True)) == ["fresh"]
+    connections.close_all()
+
+
+def test_healthz_and_unknown_paths(gateway: Gateway) -> None:
+    base = f"http://127.0.0.1:{gateway.port}"
+    for path in ("/healthz", "/hastexo-gateway/healthz"):
+        with urllib.request.urlopen(base + path, timeout=5) as response:
+            assert response.status == 200
+            assert response.read() == b"ok"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(base + "/nope", timeout=5)
+    assert missing.value.code == 404
+    missing.value.close()
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://127.0.0.1:{gateway.port}/elsewhere?ticket=x", open_timeout=5):
+                pass
+        assert refused.value.response.status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_ticket_redaction_filter() -> None:
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("1.2.3.4", "/ws?ticket=abc.def&x=1"),
+        None,
+    )
+    asgi.RedactTickets().filter(record)
+    assert "abc.def" not in record.getMessage()
+    assert "ticket=<redacted>&x=1" in record.getMessage()
+
+
+def test_pinned_host_key_parsing(keys: Keys) -> None:
+    from hastexo_xblock.gateway.terminal import pinned_host_keys
+
+    line = Keys.public_line(keys.host)
+    assert pinned_host_keys(line) == [keys.host.convert_to_public()]
+    assert pinned_host_keys(f"{line} root@lab") == [keys.host.convert_to_public()]
+    assert pinned_host_keys(f"[127.0.0.1]:2222 {line}") == [keys.host.convert_to_public()]
+    assert len(pinned_host_keys(f"{line}\n{Keys.public_line(keys.other_host)}\n")) == 2
+    for unusable in ("", "   ", "# comment", "ssh-ed25519 not-base64!", "garbage"):
+        assert pinned_host_keys(unusable) == []

@@ -1,0 +1,231 @@
+"""Real Celery workers on real brokers, the local provider on real processes.
+
+The embedded broker (kombu's filesystem transport) always runs; RabbitMQ and
+Redis run when ``HASTEXO_TEST_BROKER_URLS`` names them (CI names both).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import asyncssh
+import pytest
+from celery import current_app
+from django.db import connection
+from django.utils import timezone
+
+from hastexo_xblock import jobs, labs, states, tasks
+from hastexo_xblock.conf import get_settings
+from hastexo_xblock.models import Stack, StackLog
+from hastexo_xblock.providers import get_provider
+
+from .celery_app import make_app
+from .test_block import call, make_block
+
+pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+
+BROKERS = ["filesystem://", *os.environ.get("HASTEXO_TEST_BROKER_URLS", "").split()]
+SPEC = labs.LabSpec(template="linux.yaml", ssh_user="learner")
+TEMPLATE = """
+description: test lab
+files:
+  - path: notes.txt
+    content: hello from the template
+setup: |
+  echo ready > setup-ran
+"""
+
+
+class Worker:
+    """A ``celery worker`` subprocess on ``broker_url`` using the test database."""
+
+    def __init__(self, broker_url: str, log_path: str) -> None:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            HASTEXO_TEST_BROKER_URL=broker_url,
+            HASTEXO_TEST_DB_NAME=connection.settings_dict["NAME"],
+            PYTHONPATH=os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")]),
+        )
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads",
+             "--concurrency", "4", "--loglevel", "DEBUG", "--without-gossip", "--without-mingle",
+             "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.app = make_app(broker_url)
+        self.app.set_current()
+        self.app.set_default()
+
+    def output(self) -> str:
+        self.log.flush()
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.log.close()
+
+
+@pytest.fixture
+def lab_templates(tmp_path, hastexo_settings):
+    (tmp_path / "linux.yaml").write_text(TEMPLATE)
+    (tmp_path / "t.yaml").write_text(TEMPLATE)  # the template of tests.test_block's XML
+    return hastexo_settings(template_dir=str(tmp_path))
+
+
+@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
+def worker(request, lab_templates, tmp_path, settings):
+    # The worker process reads the same settings module; give it the same template dir.
+    os.environ["HASTEXO_TEST_TEMPLATE_DIR"] = str(tmp_path)
+    started = Worker(request.param, str(tmp_path / "worker.log"))
+    yield started
+    started.stop()
+    os.environ.pop("HASTEXO_TEST_TEMPLATE_DIR", None)
+    provider = get_provider("default", get_settings()["providers"])
+    for name in provider.list():
+        provider.delete(name)
+
+
+def wait_for(stack_id, wanted, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack = Stack.objects.get(pk=stack_id)
+        if stack.status in wanted:
+            return stack
+        time.sleep(0.1)
+    raise AssertionError(f"stack {stack_id} stayed {stack.status} ({stack.error_msg})")
+
+
+async def ssh(stack, command, stdin=None):
+    key = asyncssh.import_private_key(stack.private_key)
+    known = asyncssh.import_known_hosts(f"[{stack.ip}]:{stack.ssh_port} {stack.host_key}\n")
+    async with asyncssh.connect(stack.ip, stack.ssh_port, username=stack.ssh_user, client_keys=[key],
+                                known_hosts=known, config=None) as conn:
+        result = await conn.run(command, input=stdin, check=False, timeout=20)
+        return result.exit_status, result.stdout
+
+
+def run_ssh(stack, command):
+    import asyncio
+
+    return asyncio.run(ssh(stack, command))
+
+
+def test_launch_round_trip(worker):
+    stack = labs.get_stack("course-v1:o+c+r", "learner1")
+    started = time.monotonic()
+    view = labs.status(stack, SPEC, initialize=True)
+    assert view["status"] == states.LAUNCH_PENDING
+    stack = wait_for(stack.pk, states.UP | states.FAILED)
+    assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, worker.output()[-3000:])
+    print(f"\n[{current_app.conf.broker_url.split(':')[0]}] launch to CREATE_COMPLETE: "
+          f"{time.monotonic() - started:.2f} s")
+    assert run_ssh(stack, "echo $((6*7)); cat notes.txt setup-ran") == (0, "42\nhello from the templateready\n")
+
+
+def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
+    if not current_app.conf.broker_url.startswith("filesystem"):
+        pytest.skip("the full journey runs once, on the embedded broker")
+    stack = labs.get_stack("course-v1:o+c+r", "learner2")
+    labs.status(stack, SPEC, initialize=True)
+    stack = wait_for(stack.pk, states.UP | states.FAILED)
+    assert stack.status == states.CREATE_COMPLETE, stack.error_msg
+    code, out = run_ssh(stack, "echo kept > work.txt; nohup sleep 1000 >/dev/null 2>&1 & echo $!")
+    pid = int(out.strip())
+
+    # The learner leaves: the suspender finds the stack due and a worker suspends it.
+    Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
+    assert jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk)) == 1
+    stack = wait_for(stack.pk, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED})
+    assert stack.status == states.SUSPEND_COMPLETE
+    with open(f"/proc/{pid}/stat") as handle:
+        assert handle.read().rsplit(")", 1)[1].split()[0] == "T"  # the background job is stopped too
+
+    # The learner comes back: the same stack resumes.
+    labs.status(stack, SPEC, initialize=True)
+    stack = wait_for(stack.pk, states.UP | states.FAILED)
+    assert stack.status == states.RESUME_COMPLETE, stack.error_msg
+    assert run_ssh(stack, f"cat work.txt; kill -0 {pid} && echo alive") == (0, "kept\nalive\n")
+    assert get_provider("default", get_settings()["providers"]).list() == [stack.name]
+
+
+def test_twenty_concurrent_initialize_calls_create_one_stack(worker):
+    if not current_app.conf.broker_url.startswith("filesystem"):
+        pytest.skip("runs once, on the embedded broker")
+    barrier = threading.Barrier(20)
+    results = []
+
+    def open_unit():
+        block = make_block("concurrent-learner")
+        barrier.wait()
+        try:
+            results.append(call(block, "get_user_stack_status", {"initialize": True, "reset": False}))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_unit) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [code for code, _ in results] == [200] * 20
+    assert len({body["name"] for _, body in results}) == 1
+    stack = Stack.objects.get()
+    stack = wait_for(stack.pk, states.UP | states.FAILED)
+    assert stack.status == states.CREATE_COMPLETE, stack.error_msg
+    time.sleep(1)  # any duplicate launch would have shown by now
+    assert StackLog.objects.filter(stack=stack, status=states.LAUNCH_PENDING).count() == 1
+    assert StackLog.objects.filter(stack=stack, status=states.CREATE_COMPLETE).count() == 1
+    assert get_provider("default", get_settings()["providers"]).list() == [stack.name]
+    assert worker.output().count("hastexo_xblock.launch") >= 1
+
+
+def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
+    if not current_app.conf.broker_url.startswith("filesystem"):
+        pytest.skip("runs once, on the embedded broker")
+    caplog.set_level("DEBUG")
+    block = make_block("secretive-learner")
+    bodies = [call(block, "get_user_stack_status", {"initialize": True})[1]]
+    stack = wait_for(Stack.objects.get().pk, states.UP | states.FAILED)
+    assert stack.status == states.CREATE_COMPLETE, stack.error_msg
+    bodies.append(call(block, "get_user_stack_status", {"initialize": True})[1])
+    bodies.append(call(block, "get_ticket")[1])
+    bodies.append(call(block, "keepalive")[1])
+    frag = block.runtime.render(block, "student_view")
+    page = frag.head_html() + frag.body_html() + frag.foot_html()
+    Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
+    jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk))
+    wait_for(stack.pk, {states.SUSPEND_COMPLETE})
+
+    key_lines = [line for line in stack.private_key.splitlines() if line and not line.startswith("-----")]
+    assert key_lines, "the stack has a private key to look for"
+    broker_dir = os.path.join(os.environ["HASTEXO_TEST_RUN_DIR"], "broker")
+    messages = ""
+    for root, _dirs, files in os.walk(broker_dir):
+        for name in files:
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
+                messages += handle.read()
+    assert "hastexo_xblock.launch" in messages or "hastexo_xblock.suspend" in messages
+    places = {
+        "page": page,
+        "responses": json.dumps(bodies),
+        "broker messages": messages,
+        "worker log": worker.output(),
+        "test-process log": caplog.text,
+    }
+    for where, text in places.items():
+        for line in key_lines:
+            assert line not in text, f"private key material in the {where}"
