@@ -71,7 +71,9 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
     show_hints_on_error = Boolean(default=True, scope=Scope.settings)
     progress_check_result_heading = String(default=_("Progress check result"), scope=Scope.settings)
     enable_fullscreen = String(
-        default="inherit", scope=Scope.settings, values=["true", "false", "inherit"],
+        default="inherit",
+        scope=Scope.settings,
+        values=["true", "false", "inherit"],
         help=_("Offer a full-window view of the lab ('inherit' follows the setting)"),
     )
 
@@ -79,9 +81,22 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
 
     editable_fields = (
-        "display_name", "weight", "stack_template_path", "stack_user_name", "stack_protocol", "stack_key_type",
-        "launch_timeout", "suspend_timeout", "delete_age", "read_only", "hidden", "enable_fullscreen",
-        "progress_check_label", "show_feedback", "show_hints_on_error", "progress_check_result_heading",
+        "display_name",
+        "weight",
+        "stack_template_path",
+        "stack_user_name",
+        "stack_protocol",
+        "stack_key_type",
+        "launch_timeout",
+        "suspend_timeout",
+        "delete_age",
+        "read_only",
+        "hidden",
+        "enable_fullscreen",
+        "progress_check_label",
+        "show_feedback",
+        "show_hints_on_error",
+        "progress_check_result_heading",
     )
 
     # --- helpers ---------------------------------------------------------------
@@ -210,7 +225,11 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
 
     @staticmethod
     def workbench_scenarios() -> list[tuple[str, str]]:
-        """The demo scenario "Linux basics" (templates from the ``template_dir`` setting)."""
+        """The demo scenario "Linux basics" (templates from the ``template_dir`` setting).
+
+        The workbench's ``html_demo`` block treats ``$`` as a template
+        placeholder, hence ``$$`` for a literal dollar sign.
+        """
         return [
             (
                 "Linux basics",
@@ -224,7 +243,7 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
                       <ul>
                         <li><code>ls</code> to see the files in your home directory,</li>
                         <li><code>cat welcome.txt</code> to read the welcome note,</li>
-                        <li><code>echo $((6*7))</code> to let the shell do some arithmetic.</li>
+                        <li><code>echo $$((6*7))</code> to let the shell do some arithmetic.</li>
                       </ul>
                       <p>Leave the page and come back later: your lab is paused and resumed as you left it.</p>
                     </div></html_demo>

@@ -36,8 +36,9 @@ def claim_due(batch: int, now=None) -> list[int]:
     return [
         pk
         for pk in candidates
-        if transition(pk, states.SUSPEND_PENDING, allowed_from=states.UP, where={"suspend_by__lte": now},
-                      status_deadline=deadline)
+        if transition(
+            pk, states.SUSPEND_PENDING, allowed_from=states.UP, where={"suspend_by__lte": now}, status_deadline=deadline
+        )
     ]
 
 

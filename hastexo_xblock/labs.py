@@ -168,9 +168,16 @@ def status(
                 enqueue("launch", stack.pk, attempt, reset=reset)
             except Exception:
                 log.exception("stack %s: could not enqueue the launch", stack.name)
-                transition(stack.pk, states.LAUNCH_ERROR, allowed_from=[states.LAUNCH_PENDING], if_attempt=attempt,
-                           error_msg=_("Your lab could not be started. Please try again in a minute."),
-                           status_deadline=None, phase="", progress=0.0)
+                transition(
+                    stack.pk,
+                    states.LAUNCH_ERROR,
+                    allowed_from=[states.LAUNCH_PENDING],
+                    if_attempt=attempt,
+                    error_msg=_("Your lab could not be started. Please try again in a minute."),
+                    status_deadline=None,
+                    phase="",
+                    progress=0.0,
+                )
         elif stack.status in states.UP:
             keepalive(stack)
     stack.refresh_from_db()

@@ -91,8 +91,9 @@ def _retrying(call: Callable[[], ProviderStack], deadline: float, what: str) -> 
             delay = min(delay * 2, 10.0)
 
 
-def _create_once(provider: Provider, name: str, template: str, environment: str | None,
-                 parameters: dict[str, Any], deadline: float) -> ProviderStack:
+def _create_once(
+    provider: Provider, name: str, template: str, environment: str | None, parameters: dict[str, Any], deadline: float
+) -> ProviderStack:
     """``provider.create`` that never creates twice: after a transient error, look before retrying."""
 
     def attempt() -> ProviderStack:
@@ -140,11 +141,7 @@ def _wait_for(
 
 def _occupied(course_id: str, provider_name: str) -> int:
     """How many stacks of ``course_id`` hold a place on ``provider_name``."""
-    return (
-        Stack.objects.filter(course_id=course_id, provider=provider_name)
-        .exclude(status__in=states.ABSENT)
-        .count()
-    )
+    return Stack.objects.filter(course_id=course_id, provider=provider_name).exclude(status__in=states.ABSENT).count()
 
 
 def _candidates(stack: Stack, settings: Settings) -> list[dict[str, Any]]:
@@ -188,14 +185,25 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
         # Record the provider before calling it: a worker killed mid-create
         # must find (and not duplicate) the stack on the next attempt.
         Stack.objects.filter(pk=stack.pk, attempt=attempt).update(provider=provider.name)
-        transition(stack.pk, states.CREATE_IN_PROGRESS, allowed_from=[states.LAUNCH_PENDING, states.CREATE_IN_PROGRESS],
-                   if_attempt=attempt, provider=provider.name, phase=states.PHASE_PROVIDER,
-                   progress=states.PHASE_PROGRESS[states.PHASE_PROVIDER])
+        transition(
+            stack.pk,
+            states.CREATE_IN_PROGRESS,
+            allowed_from=[states.LAUNCH_PENDING, states.CREATE_IN_PROGRESS],
+            if_attempt=attempt,
+            provider=provider.name,
+            phase=states.PHASE_PROVIDER,
+            progress=states.PHASE_PROGRESS[states.PHASE_PROVIDER],
+        )
         parameters = {"run": stack.course_id}
         try:
             result = _create_once(provider, stack.name, template, environment, parameters, deadline)
-            result = _wait_for(provider, stack.name, {states.CREATE_COMPLETE, states.CREATE_FAILED}, deadline,
-                               on_progress=_booting_progress(stack.pk, attempt))
+            result = _wait_for(
+                provider,
+                stack.name,
+                {states.CREATE_COMPLETE, states.CREATE_FAILED},
+                deadline,
+                on_progress=_booting_progress(stack.pk, attempt),
+            )
         except TemplateError as error:
             raise LaunchFailed(states.LAUNCH_ERROR, f"Lab template problem: {shorten(error)}") from None
         except ProviderAuthError as error:
@@ -230,7 +238,8 @@ def _booting_progress(stack_id: int, attempt: int) -> Callable[[ProviderStack], 
 
     def report(current: ProviderStack) -> None:
         if current.progress is not None:
-            _set_phase(stack_id, attempt, states.PHASE_BOOTING, low + (high - low) * max(0.0, min(1.0, current.progress)))
+            fraction = max(0.0, min(1.0, current.progress))
+            _set_phase(stack_id, attempt, states.PHASE_BOOTING, low + (high - low) * fraction)
 
     return report
 
@@ -257,20 +266,42 @@ def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
         final = _launch(stack, attempt, reset, settings, deadline)
     except LaunchFailed as failure:
         final = failure.status
-        transition(stack_id, final, allowed_from=states.LAUNCHING, if_attempt=attempt,
-                   error_msg=shorten(str(failure)), phase="", progress=0.0, status_deadline=None)
+        transition(
+            stack_id,
+            final,
+            allowed_from=states.LAUNCHING,
+            if_attempt=attempt,
+            error_msg=shorten(str(failure)),
+            phase="",
+            progress=0.0,
+            status_deadline=None,
+        )
     except TimeoutError as error:
         log.warning("launch of %s timed out: %s", stack.name, error)
         final = states.LAUNCH_TIMEOUT
-        transition(stack_id, final, allowed_from=states.LAUNCHING, if_attempt=attempt,
-                   error_msg="Your lab took too long to start. Please try again.", phase="", progress=0.0,
-                   status_deadline=None)
+        transition(
+            stack_id,
+            final,
+            allowed_from=states.LAUNCHING,
+            if_attempt=attempt,
+            error_msg="Your lab took too long to start. Please try again.",
+            phase="",
+            progress=0.0,
+            status_deadline=None,
+        )
     except Exception:
         log.exception("launch of %s failed unexpectedly", stack.name)
         final = states.LAUNCH_ERROR
-        transition(stack_id, final, allowed_from=states.LAUNCHING, if_attempt=attempt,
-                   error_msg="Your lab could not be started because of an internal error.", phase="",
-                   progress=0.0, status_deadline=None)
+        transition(
+            stack_id,
+            final,
+            allowed_from=states.LAUNCHING,
+            if_attempt=attempt,
+            error_msg="Your lab could not be started because of an internal error.",
+            phase="",
+            progress=0.0,
+            status_deadline=None,
+        )
         raise
     return final
 
@@ -293,15 +324,28 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
     if provider is not None and current is not None and current.status in states.UP:
         result = current  # already up (a redelivery after the provider finished)
         resumed = stack.status == states.RESUME_IN_PROGRESS or bool(stack.launched_at)
-    elif provider is not None and current is not None and current.status in (
-        states.SUSPEND_COMPLETE, states.RESUME_IN_PROGRESS, states.RESUME_FAILED, states.SUSPEND_FAILED
+    elif (
+        provider is not None
+        and current is not None
+        and current.status
+        in (states.SUSPEND_COMPLETE, states.RESUME_IN_PROGRESS, states.RESUME_FAILED, states.SUSPEND_FAILED)
     ):
-        transition(stack.pk, states.RESUME_IN_PROGRESS, allowed_from=[states.LAUNCH_PENDING, states.RESUME_IN_PROGRESS],
-                   if_attempt=attempt, phase=states.PHASE_PROVIDER)
+        transition(
+            stack.pk,
+            states.RESUME_IN_PROGRESS,
+            allowed_from=[states.LAUNCH_PENDING, states.RESUME_IN_PROGRESS],
+            if_attempt=attempt,
+            phase=states.PHASE_PROVIDER,
+        )
         try:
             result = _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name}")
-            result = _wait_for(provider, stack.name, {states.RESUME_COMPLETE, states.RESUME_FAILED}, deadline,
-                               on_progress=_booting_progress(stack.pk, attempt))
+            result = _wait_for(
+                provider,
+                stack.name,
+                {states.RESUME_COMPLETE, states.RESUME_FAILED},
+                deadline,
+                on_progress=_booting_progress(stack.pk, attempt),
+            )
         except ProviderError as error:
             raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
         if result.status not in states.UP:
@@ -310,8 +354,9 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
         resumed = True
     else:
         if provider is not None and current is not None and current.status != states.DELETE_COMPLETE:
-            log.info("stack %s is %s on %s: deleting it before creating anew", stack.name, current.status,
-                     provider.name)
+            log.info(
+                "stack %s is %s on %s: deleting it before creating anew", stack.name, current.status, provider.name
+            )
             _discard(provider, stack.name)
             _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
             Stack.objects.filter(pk=stack.pk, attempt=attempt).update(host_key="")
@@ -375,15 +420,27 @@ def suspend(stack_id: int) -> str:
         result = _wait_for(provider, stack.name, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED}, deadline)
     except (ProviderError, TimeoutError) as error:
         log.warning("suspend of %s failed: %s", stack.name, error)
-        transition(stack_id, states.SUSPEND_FAILED, allowed_from=states.SUSPENDING, status_deadline=None,
-                   error_msg=shorten(error))
+        transition(
+            stack_id,
+            states.SUSPEND_FAILED,
+            allowed_from=states.SUSPENDING,
+            status_deadline=None,
+            error_msg=shorten(error),
+        )
         return states.SUSPEND_FAILED
     final = {states.SUSPEND_COMPLETE: states.SUSPEND_COMPLETE, states.DELETE_COMPLETE: states.DELETE_COMPLETE}.get(
         result.status, states.SUSPEND_FAILED
     )
-    transition(stack_id, final, allowed_from=states.SUSPENDING, status_deadline=None,
-               suspended_at=timezone.now(), phase="", progress=0.0,
-               error_msg="" if final != states.SUSPEND_FAILED else shorten(result.status_reason))
+    transition(
+        stack_id,
+        final,
+        allowed_from=states.SUSPENDING,
+        status_deadline=None,
+        suspended_at=timezone.now(),
+        phase="",
+        progress=0.0,
+        error_msg="" if final != states.SUSPEND_FAILED else shorten(result.status_reason),
+    )
     return final
 
 
@@ -406,13 +463,26 @@ def delete(stack_id: int) -> str:
     except (ProviderError, TimeoutError) as error:
         result = ProviderStack(stack.name, states.DELETE_FAILED, str(error))
     if result.status == states.DELETE_COMPLETE:
-        transition(stack_id, states.DELETE_COMPLETE, allowed_from=states.DELETING, status_deadline=None,
-                   delete_attempts=0, phase="", progress=0.0, **cleared)
+        transition(
+            stack_id,
+            states.DELETE_COMPLETE,
+            allowed_from=states.DELETING,
+            status_deadline=None,
+            delete_attempts=0,
+            phase="",
+            progress=0.0,
+            **cleared,
+        )
         return states.DELETE_COMPLETE
     log.warning("delete of %s failed: %s", stack.name, result.status_reason)
     Stack.objects.filter(pk=stack_id).update(delete_attempts=stack.delete_attempts + 1)
-    transition(stack_id, states.DELETE_FAILED, allowed_from=states.DELETING, status_deadline=None,
-               error_msg=shorten(result.status_reason))
+    transition(
+        stack_id,
+        states.DELETE_FAILED,
+        allowed_from=states.DELETING,
+        status_deadline=None,
+        error_msg=shorten(result.status_reason),
+    )
     return states.DELETE_FAILED
 
 
@@ -440,8 +510,9 @@ def recover(stack_id: int) -> str:
     if stack.status in states.LAUNCHING:
         if real in states.UP and stack.host_key and stack.ip:
             target = states.RESUME_COMPLETE if stack.launched_at else states.CREATE_COMPLETE
-            fields: dict[str, Any] = {"suspend_by": now + timedelta(seconds=stack.suspend_timeout
-                                                                    or settings["suspend_timeout"])}
+            fields: dict[str, Any] = {
+                "suspend_by": now + timedelta(seconds=stack.suspend_timeout or settings["suspend_timeout"])
+            }
         else:
             target, fields = states.LAUNCH_TIMEOUT, {"error_msg": "Your lab took too long to start. Please try again."}
     elif stack.status in states.SUSPENDING:
@@ -456,8 +527,16 @@ def recover(stack_id: int) -> str:
         target = states.DELETE_COMPLETE if real == states.DELETE_COMPLETE else states.DELETE_FAILED
         fields = {}
     # Same status and attempt as read above: if anything moved meanwhile, this loses.
-    won = transition(stack_id, target, allowed_from=[stack.status], if_attempt=stack.attempt,
-                     status_deadline=None, phase="", progress=0.0 if target not in states.UP else 1.0, **fields)
+    won = transition(
+        stack_id,
+        target,
+        allowed_from=[stack.status],
+        if_attempt=stack.attempt,
+        status_deadline=None,
+        phase="",
+        progress=0.0 if target not in states.UP else 1.0,
+        **fields,
+    )
     if not won:
         return Stack.objects.values_list("status", flat=True).get(pk=stack_id)
     log.warning("recovered stack %s from %s to %s (provider says %s)", stack.name, stack.status, target, real or "?")

@@ -133,12 +133,15 @@ def transition(
 ) -> bool:
     """Move stack ``stack_id`` to status ``to`` if it is in one of ``allowed_from``.
 
-    ``allowed_from`` defaults to every status; either way only those from
-    which the transition table allows ``to`` count (none: InvalidTransition).  ``if_attempt``, when given, must match the row's (a stale task
-    loses).  ``fields`` are written in the same ``UPDATE``.  Returns whether
-    this call won; a winning call appends a :class:`StackLog` row.
+    ``allowed_from`` defaults to every other status; either way only those from
+    which the transition table allows ``to`` count (if none does,
+    :class:`states.InvalidTransition` is raised).  ``if_attempt``, when
+    given, must match the row's attempt (a stale task loses); ``where`` adds
+    further conditions (``{"suspend_by__lte": now}``).  ``fields`` are
+    written in the same ``UPDATE``.  Returns whether this call won; a
+    winning call appends a :class:`StackLog` row.
     """
-    candidates = states.ALL if allowed_from is None else allowed_from
+    candidates = [s for s in states.ALL if s != to] if allowed_from is None else allowed_from
     allowed_from = [old for old in candidates if states.can_transition(old, to)]
     if not allowed_from:
         raise states.InvalidTransition("|".join(sorted(candidates)), to)

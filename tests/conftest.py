@@ -36,6 +36,7 @@ class SSHLab:
         self.host_key = self.key.export_public_key("openssh").decode().strip()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+
         async def start() -> asyncssh.SSHAcceptor:
             return await asyncssh.create_server(_NoAuthServer, "127.0.0.1", 0, server_host_keys=[self.key])
 

@@ -58,8 +58,12 @@ class FakeProvider(Provider):
     def _start(self, name: str, final: str, reason: str = "") -> ProviderStack:
         action = final.split("_")[0]
         polls = int(self.config.get("polls", 0))
-        self.stacks[self.name][name] = {"status": f"{action}_IN_PROGRESS" if polls else final,
-                                        "final": final, "left": polls, "reason": reason}
+        self.stacks[self.name][name] = {
+            "status": f"{action}_IN_PROGRESS" if polls else final,
+            "final": final,
+            "left": polls,
+            "reason": reason,
+        }
         return self.get(name)
 
     def create(self, name, template, environment=None, parameters=None) -> ProviderStack:
@@ -81,9 +85,14 @@ class FakeProvider(Provider):
         if status == states.DELETE_COMPLETE:
             del self.stacks[self.name][name]
         up = status in states.UP or status == states.SUSPEND_COMPLETE
-        return ProviderStack(name, status, stack["reason"], outputs=self._outputs() if up else None,
-                             progress=0.5 if status.endswith("_IN_PROGRESS") else None,
-                             extra={"host_key": self.config["lab"][2]})
+        return ProviderStack(
+            name,
+            status,
+            stack["reason"],
+            outputs=self._outputs() if up else None,
+            progress=0.5 if status.endswith("_IN_PROGRESS") else None,
+            extra={"host_key": self.config["lab"][2]},
+        )
 
     def suspend(self, name: str) -> ProviderStack:
         self._record("suspend", name)

@@ -12,12 +12,13 @@ from urllib.parse import unquote, urlparse
 
 from workbench.settings import *  # noqa: F403
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 # djpyfs (listed by the workbench) does not load on Django 5.2 and is not used.
 INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + ["hastexo_xblock"]  # noqa: F405
 USE_TZ = True
 TIME_ZONE = "UTC"
 
+_here = os.path.dirname(os.path.abspath(__file__))
 _run_dir = os.environ.setdefault("HASTEXO_TEST_RUN_DIR", tempfile.mkdtemp(prefix="hastexo-tests-"))
 
 
@@ -66,7 +67,7 @@ XBLOCK_SETTINGS = {
             "default": {"type": "local", "root": os.path.join(_run_dir, "labs")},
         },
         "gateway_url": "ws://127.0.0.1:1/ws",
-        "template_dir": os.environ.get("HASTEXO_TEST_TEMPLATE_DIR", os.path.join(os.path.dirname(__file__), "templates")),
+        "template_dir": os.environ.get("HASTEXO_TEST_TEMPLATE_DIR", os.path.join(_here, "templates")),
     }
 }
 

@@ -28,8 +28,9 @@ def make_block(student="student_1", xml=XML):
 
 
 def call(block, handler, data=None, method="POST"):
-    request = Request.blank("/", method=method, body=json.dumps(data or {}).encode(),
-                            headers={"Content-Type": "application/json"})
+    request = Request.blank(
+        "/", method=method, body=json.dumps(data or {}).encode(), headers={"Content-Type": "application/json"}
+    )
     response = block.handle(handler, request)
     return response.status_code, json.loads(response.body or b"{}")
 
@@ -44,7 +45,11 @@ def sent(monkeypatch):
 
 def bring_up(stack_id):
     Stack.objects.filter(pk=stack_id).update(
-        status=states.CREATE_COMPLETE, ip="127.0.0.1", ssh_port=2222, private_key=KEY, password="pw-SECRET",
+        status=states.CREATE_COMPLETE,
+        ip="127.0.0.1",
+        ssh_port=2222,
+        private_key=KEY,
+        password="pw-SECRET",
         host_key="ssh-ed25519 AAAAhost",
     )
 
@@ -62,7 +67,7 @@ def test_initialize_launches_once_and_reports_the_phase(sent):
 
 
 def test_status_without_initialize_only_reports(sent):
-    code, body = call(make_block(), "get_user_stack_status", {"initialize": False})
+    _code, body = call(make_block(), "get_user_stack_status", {"initialize": False})
     assert body["status"] == states.DELETE_COMPLETE and not sent
 
 
@@ -82,7 +87,7 @@ def test_reset_of_a_running_lab_launches_with_reset(sent):
     block = make_block()
     call(block, "get_user_stack_status", {"initialize": True})
     bring_up(Stack.objects.get().pk)
-    code, body = call(block, "get_user_stack_status", {"reset": True})
+    _code, body = call(block, "get_user_stack_status", {"reset": True})
     assert body["status"] == states.LAUNCH_PENDING
     assert sent[-1][1] == {"reset": True}
 
@@ -92,7 +97,7 @@ def test_broker_down_is_an_error_not_a_trap(monkeypatch):
         raise ConnectionRefusedError("broker down")
 
     monkeypatch.setattr("hastexo_xblock.tasks.enqueue", broken)
-    code, body = call(make_block(), "get_user_stack_status", {"initialize": True})
+    _code, body = call(make_block(), "get_user_stack_status", {"initialize": True})
     assert body["status"] == states.LAUNCH_ERROR and body["failed"] and "try again" in body["error_msg"]
 
 
@@ -140,7 +145,7 @@ def test_learner_view_has_the_lab_the_instructions_and_no_secrets(sent):
     assert "xterm.js" in html and "hastexo.js" in html and "HastexoXBlock" in html
     for secret in ("TOPSECRETKEYMATERIAL", "pw-SECRET", "127.0.0.1:2222", "AAAAhost"):
         assert secret not in html
-    code, body = call(block, "get_user_stack_status", {"initialize": True})
+    _code, body = call(block, "get_user_stack_status", {"initialize": True})
     assert not any(secret in json.dumps(body) for secret in ("TOPSECRET", "pw-SECRET", "AAAAhost", "2222"))
 
 

@@ -77,13 +77,13 @@ def test_wrong_values_fail_naming_the_key(raw, key):
 
 
 def test_unknown_provider_type_lists_the_known_ones():
-    with pytest.raises(conf.ConfigurationError, match="known types: .*local"):
+    with pytest.raises(conf.ConfigurationError, match=r"known types: .*local"):
         conf.load({"providers": {"x": {"type": "nova-direct"}}})
 
 
 def test_django_start_up_fails_on_a_bad_setting(settings):
-    from hastexo_xblock.apps import HastexoXBlockConfig
     import hastexo_xblock
+    from hastexo_xblock.apps import HastexoXBlockConfig
 
     settings.XBLOCK_SETTINGS = {"hastexo": {"suspend_timeout": "never"}}
     try:

@@ -52,8 +52,9 @@ def test_a_keepalive_between_query_and_claim_wins():
 
 def test_overdue_pending_states_are_recovered_by_the_job(hastexo_settings):
     stack = labs.get_stack("c", "stuck")
-    Stack.objects.filter(pk=stack.pk).update(status=states.LAUNCH_PENDING,
-                                             status_deadline=timezone.now() - timedelta(seconds=1))
+    Stack.objects.filter(pk=stack.pk).update(
+        status=states.LAUNCH_PENDING, status_deadline=timezone.now() - timedelta(seconds=1)
+    )
     jobs.run_suspender(lambda pk: None)
     assert Stack.objects.get(pk=stack.pk).status == states.LAUNCH_TIMEOUT
 
@@ -61,7 +62,8 @@ def test_overdue_pending_states_are_recovered_by_the_job(hastexo_settings):
 def test_management_command_enqueues(monkeypatch):
     make_up(3)
     sent = []
-    monkeypatch.setattr("hastexo_xblock.management.commands.hastexo_suspender.enqueue",
-                        lambda name, pk: sent.append((name, pk)))
+    monkeypatch.setattr(
+        "hastexo_xblock.management.commands.hastexo_suspender.enqueue", lambda name, pk: sent.append((name, pk))
+    )
     call_command("hastexo_suspender")
     assert [name for name, _ in sent] == ["suspend"] * 3

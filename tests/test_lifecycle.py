@@ -6,6 +6,7 @@ completes once SSH answers with the pinned host key.
 
 from datetime import timedelta
 
+import asyncssh
 import pytest
 from django.utils import timezone
 
@@ -21,10 +22,15 @@ def claim(spec=None, learner="anon1", course="course-v1:o+c+r", reset=False):
     """Run a status request and return (stack, attempt) of the launch it enqueued."""
     sent = []
     stack = labs.get_stack(course, learner)
-    labs.status(stack, spec or labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}]),
-                initialize=True, reset=reset, enqueue=lambda *a, **k: sent.append((a, k)))
+    labs.status(
+        stack,
+        spec or labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}]),
+        initialize=True,
+        reset=reset,
+        enqueue=lambda *a, **k: sent.append((a, k)),
+    )
     assert len(sent) == 1, sent
-    (_name, stack_id, attempt), kwargs = sent[0]
+    (_name, stack_id, attempt), _kwargs = sent[0]
     return Stack.objects.get(pk=stack_id), attempt
 
 
@@ -48,7 +54,10 @@ def test_create_pins_the_host_key_and_stores_outputs(fake_providers, ssh_lab):
     assert stack.suspend_by > timezone.now() and stack.status_deadline is None
     assert (stack.phase, stack.progress) == (states.PHASE_READY, 1.0)
     assert [log.status for log in StackLog.objects.filter(stack=stack)] == [
-        states.LAUNCH_PENDING, states.CREATE_IN_PROGRESS, states.CREATE_COMPLETE]
+        states.LAUNCH_PENDING,
+        states.CREATE_IN_PROGRESS,
+        states.CREATE_COMPLETE,
+    ]
 
 
 def test_slow_provider_reports_progress_and_completes(fake_providers, monkeypatch):
@@ -105,7 +114,8 @@ def test_capacity_is_respected_per_course(fake_providers):
 
 
 def test_no_provider_available_is_a_learner_message(fake_providers):
-    spec = labs.LabSpec(template="t.yaml", providers=[{"name": "fake1", "capacity": 0}, {"name": "fake2", "capacity": 0}])
+    providers = [{"name": "fake1", "capacity": 0}, {"name": "fake2", "capacity": 0}]
+    spec = labs.LabSpec(template="t.yaml", providers=providers)
     stack, attempt = claim(spec)
     assert lifecycle.launch(stack.pk, attempt) == states.LAUNCH_ERROR
     assert "No lab environment is available" in Stack.objects.get(pk=stack.pk).error_msg
@@ -140,7 +150,11 @@ def test_a_worker_killed_mid_create_is_continued_not_duplicated(fake_providers):
     Stack.objects.filter(pk=stack.pk).update(provider="fake1")
     transition(stack.pk, states.CREATE_IN_PROGRESS)
     FakeProvider("fake1", {"type": "fake", "lab": None}).stacks["fake1"][stack.name] = {
-        "status": states.CREATE_COMPLETE, "final": states.CREATE_COMPLETE, "left": 0, "reason": ""}
+        "status": states.CREATE_COMPLETE,
+        "final": states.CREATE_COMPLETE,
+        "left": 0,
+        "reason": "",
+    }
     FakeProvider.calls.clear()
     assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
     assert calls("create") == []
@@ -166,7 +180,8 @@ def test_reset_deletes_and_creates_anew(fake_providers):
 
 def test_a_changed_host_key_is_refused(fake_providers, ssh_lab):
     stack, attempt = claim()
-    Stack.objects.filter(pk=stack.pk).update(host_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtherKeyOtherKeyOtherKeyOther00")
+    other_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key("openssh").decode()
+    Stack.objects.filter(pk=stack.pk).update(host_key=other_key)
     assert lifecycle.launch(stack.pk, attempt) == states.LAUNCH_ERROR
     assert "identity" in Stack.objects.get(pk=stack.pk).error_msg
 
@@ -184,17 +199,23 @@ def test_a_changed_host_key_is_refused(fake_providers, ssh_lab):
 )
 def test_overdue_pending_states_are_recovered_from_the_provider(fake_providers, pending, provider_status, expected):
     stack = labs.get_stack("c", "l")
-    Stack.objects.filter(pk=stack.pk).update(status=pending, provider="fake1",
-                                             status_deadline=timezone.now() - timedelta(seconds=1))
+    Stack.objects.filter(pk=stack.pk).update(
+        status=pending, provider="fake1", status_deadline=timezone.now() - timedelta(seconds=1)
+    )
     if provider_status:
         FakeProvider("fake1", {"type": "fake", "lab": None}).stacks["fake1"][stack.name] = {
-            "status": provider_status, "final": provider_status, "left": 0, "reason": ""}
+            "status": provider_status,
+            "final": provider_status,
+            "left": 0,
+            "reason": "",
+        }
     assert lifecycle.recover(stack.pk) == expected
     assert Stack.objects.get(pk=stack.pk).status == expected
 
 
 def test_a_pending_state_before_its_deadline_is_left_alone(fake_providers):
     stack = labs.get_stack("c", "l")
-    Stack.objects.filter(pk=stack.pk).update(status=states.LAUNCH_PENDING,
-                                             status_deadline=timezone.now() + timedelta(minutes=5))
+    Stack.objects.filter(pk=stack.pk).update(
+        status=states.LAUNCH_PENDING, status_deadline=timezone.now() + timedelta(minutes=5)
+    )
     assert lifecycle.recover(stack.pk) == states.LAUNCH_PENDING

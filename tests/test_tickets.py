@@ -31,7 +31,7 @@ def test_tampering_is_rejected(position):
 
 
 def test_a_changed_payload_with_the_old_signature_is_rejected():
-    body, signature = mint().split(".")
+    _body, signature = mint().split(".")
     other_body = mint(learner="anon2").split(".")[0]
     with pytest.raises(tickets.TicketError, match="signature"):
         tickets.verify(SECRET, f"{other_body}.{signature}")
@@ -43,15 +43,25 @@ def test_another_secret_is_rejected():
 
 
 def test_expired_tickets_are_rejected():
-    token = tickets.mint(SECRET, stack_id=1, stack_name="n", learner="l", protocol="ssh", port=None,
-                         read_only=False, ttl=60, now=time.time() - 61)
+    token = tickets.mint(
+        SECRET,
+        stack_id=1,
+        stack_name="n",
+        learner="l",
+        protocol="ssh",
+        port=None,
+        read_only=False,
+        ttl=60,
+        now=time.time() - 61,
+    )
     with pytest.raises(tickets.TicketExpired):
         tickets.verify(SECRET, token)
 
 
 def test_lifetime_is_capped():
-    token = tickets.mint(SECRET, stack_id=1, stack_name="n", learner="l", protocol="ssh", port=None,
-                         read_only=False, ttl=3600)
+    token = tickets.mint(
+        SECRET, stack_id=1, stack_name="n", learner="l", protocol="ssh", port=None, read_only=False, ttl=3600
+    )
     assert tickets.verify(SECRET, token).expires - time.time() <= tickets.MAX_TTL
 
 

@@ -54,10 +54,29 @@ class Worker:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool", "threads",
-             "--concurrency", "4", "--loglevel", "DEBUG", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-n", f"test-{os.getpid()}@%h"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.celery_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
+                "--loglevel",
+                "DEBUG",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"test-{os.getpid()}@%h",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.app = make_app(broker_url)
         self.app.set_current()
@@ -112,8 +131,9 @@ def wait_for(stack_id, wanted, timeout=60.0):
 async def ssh(stack, command, stdin=None):
     key = asyncssh.import_private_key(stack.private_key)
     known = asyncssh.import_known_hosts(f"[{stack.ip}]:{stack.ssh_port} {stack.host_key}\n")
-    async with asyncssh.connect(stack.ip, stack.ssh_port, username=stack.ssh_user, client_keys=[key],
-                                known_hosts=known, config=None) as conn:
+    async with asyncssh.connect(
+        stack.ip, stack.ssh_port, username=stack.ssh_user, client_keys=[key], known_hosts=known, config=None
+    ) as conn:
         result = await conn.run(command, input=stdin, check=False, timeout=20)
         return result.exit_status, result.stdout
 
@@ -131,8 +151,9 @@ def test_launch_round_trip(worker):
     assert view["status"] == states.LAUNCH_PENDING
     stack = wait_for(stack.pk, states.UP | states.FAILED)
     assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, worker.output()[-3000:])
-    print(f"\n[{current_app.conf.broker_url.split(':')[0]}] launch to CREATE_COMPLETE: "
-          f"{time.monotonic() - started:.2f} s")
+    print(
+        f"\n[{current_app.conf.broker_url.split(':')[0]}] launch to CREATE_COMPLETE: {time.monotonic() - started:.2f} s"
+    )
     assert run_ssh(stack, "echo $((6*7)); cat notes.txt setup-ran") == (0, "42\nhello from the templateready\n")
 
 
@@ -143,7 +164,7 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
     labs.status(stack, SPEC, initialize=True)
     stack = wait_for(stack.pk, states.UP | states.FAILED)
     assert stack.status == states.CREATE_COMPLETE, stack.error_msg
-    code, out = run_ssh(stack, "echo kept > work.txt; nohup sleep 1000 >/dev/null 2>&1 & echo $!")
+    _code, out = run_ssh(stack, "echo kept > work.txt; nohup sleep 1000 >/dev/null 2>&1 & echo $!")
     pid = int(out.strip())
 
     # The learner leaves: the suspender finds the stack due and a worker suspends it.

@@ -40,8 +40,10 @@ def ensure_venv() -> None:
     marker = os.path.join(VENV, ".hastexo-demo-installed")
     requirements = os.path.join(PROJECT, "requirements", "demo.txt")
     stamp = f"{os.path.getmtime(requirements)}:{os.path.getmtime(os.path.join(PROJECT, 'setup.py'))}"
-    if os.path.exists(marker) and open(marker).read() == stamp:
-        return
+    if os.path.exists(marker):
+        with open(marker) as handle:
+            if handle.read() == stamp:
+                return
     if not os.path.exists(VENV_PYTHON):
         say(f"creating a virtualenv in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -81,15 +83,60 @@ def run(args: argparse.Namespace) -> int:
     subprocess.run([python, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], check=True, env=env, cwd=var)
 
     commands = {
-        "workbench": [python, "-m", "django", "runserver", f"{args.host}:{args.port}", "--noreload", "--skip-checks"],
-        "gateway": [python, "-m", "uvicorn", "hastexo_xblock.gateway.asgi:application", "--host", args.host,
-                    "--port", str(args.gateway_port), "--ws", "websockets", "--no-access-log", "--log-level",
-                    "warning"],
-        "worker": [python, "-m", "celery", "-A", "hastexo_xblock.demo.celery", "worker", "--pool", "threads",
-                   "--concurrency", "8", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat"],
-        "beat": [python, "-m", "celery", "-A", "hastexo_xblock.demo.celery", "beat", "--loglevel", "WARNING",
-                 "--schedule", os.path.join(var, "celerybeat-schedule")],
+        "workbench": [
+            python,
+            "-m",
+            "django",
+            "runserver",
+            f"{args.host}:{args.port}",
+            "--noreload",
+            "--skip-checks",
+            "--insecure",
+        ],  # serve static files with DEBUG off (loopback demo only),
+        "gateway": [
+            python,
+            "-m",
+            "uvicorn",
+            "hastexo_xblock.gateway.asgi:application",
+            "--host",
+            args.host,
+            "--port",
+            str(args.gateway_port),
+            "--ws",
+            "websockets",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        "worker": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "hastexo_xblock.demo.celery",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "8",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        "beat": [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "hastexo_xblock.demo.celery",
+            "beat",
+            "--loglevel",
+            "WARNING",
+            "--schedule",
+            os.path.join(var, "celerybeat-schedule"),
+        ],
     }
     logs = os.path.join(var, "logs")
     os.makedirs(logs, exist_ok=True)
@@ -116,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(
             f"\n  hastexo_xblock demo is running.\n\n"
-            f"  Open the \"Linux basics\" lab:  {url}\n"
+            f'  Open the "Linux basics" lab:  {url}\n'
             f"  (as another learner: {url}?student=alice)\n\n"
             f"  Logs: {logs}    Stop: Ctrl-C\n",
             flush=True,
@@ -151,11 +198,11 @@ def main() -> int:
     parser.add_argument("--suspend-timeout", type=int, default=0, help="idle seconds before a lab is suspended")
     parser.add_argument("--no-venv", action="store_true", help="run with this Python (the project installed)")
     args = parser.parse_args()
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 -- this script runs on whatever python3 the user has
         sys.exit("the demo needs Python 3.11 or newer")
     if not args.no_venv and os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         ensure_venv()
-        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
+        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])  # noqa: S606
     return run(args)
 
 

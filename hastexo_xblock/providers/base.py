@@ -90,8 +90,9 @@ class Provider(abc.ABC):
     def validate_config(cls, name: str, config: Mapping[str, Any]) -> None:
         """Raise :class:`ProviderConfigError` naming the key that is wrong.
 
-        Called at start-up for every configured provider.
+        Called at start-up for every configured provider; the default accepts anything.
         """
+        return
 
     @abc.abstractmethod
     def create(

@@ -1,0 +1,127 @@
+"""The learner's journey in a real browser against the running demo.
+
+Starts the demo exactly as the README does (minus the virtualenv step: the
+test runs inside it), opens the "Linux basics" scenario in headless Chromium
+(Debian's, never a downloaded one), waits for the shell prompt, types
+``echo $((6*7))``, expects ``42``, and saves a screenshot under the test
+output directory.  Stopping the demo must stop every process it started,
+lab hosts included.
+
+Without Chromium the test is skipped, except where ``CI`` or
+``HASTEXO_REQUIRE_BROWSER`` is set: there it fails.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+CHROMIUM = os.environ.get("HASTEXO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+RUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hastexo_xblock", "demo", "run.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_browser():
+    if os.path.exists(CHROMIUM) and shutil.which("bwrap") is not None:
+        return
+    message = f"Chromium ({CHROMIUM}) or bubblewrap is not installed: run `make system-deps` as root"
+    if os.environ.get("CI") or os.environ.get("HASTEXO_REQUIRE_BROWSER"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def lab_hosts(var: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read().decode(errors="replace")
+            except OSError:
+                continue
+            if "labhost" in cmdline and var in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture
+def demo(tmp_path):
+    require_browser()
+    var = str(tmp_path / "var")
+    port, gateway_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HASTEXO_TEST_"))}
+    log = open(tmp_path / "demo.out", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, RUN, "--no-venv", "--var", var, "--port", str(port), "--gateway-port", str(gateway_port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/scenario/hastexo.0/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url + "?student=probe", timeout=5):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.close()
+                pytest.fail("the demo did not come up:\n" + (tmp_path / "demo.out").read_text()[-3000:])
+            time.sleep(0.3)
+    yield {"url": url, "var": var, "process": process, "output": tmp_path / "demo.out"}
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        started = time.monotonic()
+        try:
+            page.goto(demo["url"] + "?student=browser-learner")
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=60_000)
+            connected = time.monotonic() - started
+            rows = "document.querySelector('.hastexo-terminal .xterm-rows')"
+            page.wait_for_function(f"{rows} && /[$#] *$/m.test({rows}.innerText)", timeout=30_000)
+            page.click(".hastexo-terminal")
+            page.keyboard.type("echo $((6*7))\n")
+            page.wait_for_function(f"/^42\\s*$/m.test({rows}.innerText)", timeout=15_000)
+            print(
+                f"\nbrowser: connected {connected:.2f} s after opening the unit; "
+                f"42 after {time.monotonic() - started:.2f} s"
+            )
+        finally:
+            page.screenshot(path=os.path.join(output_dir, "browser-linux-basics.png"))
+            browser.close()
+    assert errors == []
+
+    # Ctrl-C stops the demo and everything it started, lab hosts included.
+    assert lab_hosts(demo["var"]), "a lab host should be running"
+    os.killpg(demo["process"].pid, signal.SIGINT)
+    demo["process"].wait(60)
+    assert demo["process"].returncode == 0, demo["output"].read_text()[-2000:]
+    deadline = time.monotonic() + 10
+    while lab_hosts(demo["var"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lab_hosts(demo["var"]) == []
