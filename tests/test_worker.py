@@ -105,17 +105,34 @@ def lab_templates(tmp_path, hastexo_settings):
     return hastexo_settings(template_dir=str(tmp_path))
 
 
-@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
-def worker(request, lab_templates, tmp_path, settings):
+def start_worker(broker_url, tmp_path):
     # The worker process reads the same settings module; give it the same template dir.
     os.environ["HASTEXO_TEST_TEMPLATE_DIR"] = str(tmp_path)
-    started = Worker(request.param, str(tmp_path / "worker.log"))
-    yield started
+    return Worker(broker_url, str(tmp_path / "worker.log"))
+
+
+def stop_worker(started):
     started.stop()
     os.environ.pop("HASTEXO_TEST_TEMPLATE_DIR", None)
     provider = get_provider("default", get_settings()["providers"])
     for name in provider.list():
         provider.delete(name)
+
+
+@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
+def broker_worker(request, lab_templates, tmp_path):
+    """A worker on each broker: the embedded one, and those HASTEXO_TEST_BROKER_URLS names."""
+    started = start_worker(request.param, tmp_path)
+    yield started
+    stop_worker(started)
+
+
+@pytest.fixture
+def worker(lab_templates, tmp_path):
+    """A worker on the embedded broker (the journeys run once, not per broker)."""
+    started = start_worker(BROKERS[0], tmp_path)
+    yield started
+    stop_worker(started)
 
 
 def wait_for(stack_id, wanted, timeout=60.0):
@@ -144,13 +161,13 @@ def run_ssh(stack, command):
     return asyncio.run(ssh(stack, command))
 
 
-def test_launch_round_trip(worker):
+def test_launch_round_trip(broker_worker):
     stack = labs.get_stack("course-v1:o+c+r", "learner1")
     started = time.monotonic()
     view = labs.status(stack, SPEC, initialize=True)
     assert view["status"] == states.LAUNCH_PENDING
     stack = wait_for(stack.pk, states.UP | states.FAILED)
-    assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, worker.output()[-3000:])
+    assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, broker_worker.output()[-3000:])
     print(
         f"\n[{current_app.conf.broker_url.split(':')[0]}] launch to CREATE_COMPLETE: {time.monotonic() - started:.2f} s"
     )
@@ -158,8 +175,6 @@ def test_launch_round_trip(worker):
 
 
 def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
-    if not current_app.conf.broker_url.startswith("filesystem"):
-        pytest.skip("the full journey runs once, on the embedded broker")
     stack = labs.get_stack("course-v1:o+c+r", "learner2")
     labs.status(stack, SPEC, initialize=True)
     stack = wait_for(stack.pk, states.UP | states.FAILED)
@@ -184,8 +199,6 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
 
 
 def test_twenty_concurrent_initialize_calls_create_one_stack(worker):
-    if not current_app.conf.broker_url.startswith("filesystem"):
-        pytest.skip("runs once, on the embedded broker")
     barrier = threading.Barrier(20)
     results = []
 
@@ -215,8 +228,6 @@ def test_twenty_concurrent_initialize_calls_create_one_stack(worker):
 
 
 def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
-    if not current_app.conf.broker_url.startswith("filesystem"):
-        pytest.skip("runs once, on the embedded broker")
     caplog.set_level("DEBUG")
     block = make_block("secretive-learner")
     bodies = [call(block, "get_user_stack_status", {"initialize": True})[1]]
