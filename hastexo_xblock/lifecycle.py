@@ -306,51 +306,32 @@ def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
     return final
 
 
+#: Provider states from which a launch resumes the existing stack.
+_RESUMABLE = frozenset(
+    {states.SUSPEND_COMPLETE, states.RESUME_IN_PROGRESS, states.RESUME_FAILED, states.SUSPEND_FAILED}
+)
+
+
 def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadline: float) -> str:
+    """Look at the provider's real state, then continue from it; finish once SSH answers."""
     _set_phase(stack.pk, attempt, states.PHASE_PROVIDER)
     provider = get_provider(stack.provider, settings["providers"]) if stack.provider else None
     current = _retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}") if provider else None
 
     if provider is not None and current is not None and reset:
-        if current.status != states.DELETE_COMPLETE:
-            _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
-            _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
-        Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
-            provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
-        )
+        _delete_for_reset(stack, attempt, provider, current, deadline)
         provider, current = None, None
 
     resumed = False
     if provider is not None and current is not None and current.status in states.UP:
-        result = current  # already up (a redelivery after the provider finished)
+        result = current  # a redelivered task: the provider finished before the worker died
         resumed = stack.status == states.RESUME_IN_PROGRESS or bool(stack.launched_at)
-    elif (
-        provider is not None
-        and current is not None
-        and current.status
-        in (states.SUSPEND_COMPLETE, states.RESUME_IN_PROGRESS, states.RESUME_FAILED, states.SUSPEND_FAILED)
-    ):
-        transition(
-            stack.pk,
-            states.RESUME_IN_PROGRESS,
-            allowed_from=[states.LAUNCH_PENDING, states.RESUME_IN_PROGRESS],
-            if_attempt=attempt,
-            phase=states.PHASE_PROVIDER,
-        )
-        try:
-            result = _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name}")
-            result = _wait_for(
-                provider,
-                stack.name,
-                {states.RESUME_COMPLETE, states.RESUME_FAILED},
-                deadline,
-                on_progress=_booting_progress(stack.pk, attempt),
-            )
-        except ProviderError as error:
-            raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
-        if result.status not in states.UP:
-            # Keep the stack (and its key) so that the learner can try again.
-            raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {result.status_reason}")
+    elif provider is not None and current is not None and current.status == states.CREATE_IN_PROGRESS:
+        result = _finish_interrupted_create(stack, attempt, provider, deadline)
+        if result is None:
+            provider, result = _create(stack, attempt, settings, deadline)
+    elif provider is not None and current is not None and current.status in _RESUMABLE:
+        result = _resume(stack, attempt, provider, deadline)
         resumed = True
     else:
         if provider is not None and current is not None and current.status != states.DELETE_COMPLETE:
@@ -361,7 +342,75 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
             _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
             Stack.objects.filter(pk=stack.pk, attempt=attempt).update(host_key="")
         provider, result = _create(stack, attempt, settings, deadline)
+    return _finish(stack, attempt, provider, result, resumed, settings, deadline)
 
+
+def _delete_for_reset(stack: Stack, attempt: int, provider: Provider, current: ProviderStack, deadline: float) -> None:
+    """Reset: delete the learner's stack and forget its outputs (a new one gets new keys)."""
+    if current.status != states.DELETE_COMPLETE:
+        _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
+        _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+    Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
+        provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
+    )
+
+
+def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack | None:
+    """A previous worker started a create and died: wait for it rather than start another.
+
+    Returns the stack once it is up, or ``None`` when that create failed (it is
+    then deleted, and the caller creates anew).
+    """
+    result = _wait_for(
+        provider,
+        stack.name,
+        {states.CREATE_COMPLETE, states.CREATE_FAILED},
+        deadline,
+        on_progress=_booting_progress(stack.pk, attempt),
+    )
+    if result.status == states.CREATE_COMPLETE:
+        return result
+    log.warning("interrupted create of %s ended %s: %s", stack.name, result.status, result.status_reason)
+    _discard(provider, stack.name)
+    _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+    return None
+
+
+def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack:
+    """Resume the suspended stack; a failure keeps it (and its key) so the learner can retry."""
+    transition(
+        stack.pk,
+        states.RESUME_IN_PROGRESS,
+        allowed_from=[states.LAUNCH_PENDING, states.RESUME_IN_PROGRESS],
+        if_attempt=attempt,
+        phase=states.PHASE_PROVIDER,
+    )
+    try:
+        _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name}")
+        result = _wait_for(
+            provider,
+            stack.name,
+            {states.RESUME_COMPLETE, states.RESUME_FAILED},
+            deadline,
+            on_progress=_booting_progress(stack.pk, attempt),
+        )
+    except ProviderError as error:
+        raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
+    if result.status not in states.UP:
+        raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(result.status_reason)}")
+    return result
+
+
+def _finish(
+    stack: Stack,
+    attempt: int,
+    provider: Provider,
+    result: ProviderStack,
+    resumed: bool,
+    settings: Settings,
+    deadline: float,
+) -> str:
+    """Wait until SSH answers with the pinned (or, first time, the provider's) host key; store the outputs."""
     if result.outputs is None:
         raise LaunchFailed(states.LAUNCH_ERROR, "The lab started but reported no address.")
     outputs = result.outputs
@@ -378,7 +427,6 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
         log.error("stack %s: SSH host key differs from the provider's", stack.name)
         raise LaunchFailed(states.LAUNCH_ERROR, "The lab's identity could not be verified.")
     final = states.RESUME_COMPLETE if resumed else states.CREATE_COMPLETE
-    suspend_timeout = stack.suspend_timeout or settings["suspend_timeout"]
     now = timezone.now()
     won = transition(
         stack.pk,
@@ -395,7 +443,7 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
         phase=states.PHASE_READY,
         progress=1.0,
         status_deadline=None,
-        suspend_by=now + timedelta(seconds=suspend_timeout),
+        suspend_by=now + timedelta(seconds=stack.suspend_timeout or settings["suspend_timeout"]),
         launched_at=now,
     )
     if not won:

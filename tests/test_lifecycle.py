@@ -219,3 +219,20 @@ def test_a_pending_state_before_its_deadline_is_left_alone(fake_providers):
         status=states.LAUNCH_PENDING, status_deadline=timezone.now() + timedelta(minutes=5)
     )
     assert lifecycle.recover(stack.pk) == states.LAUNCH_PENDING
+
+
+def test_a_create_still_in_progress_is_waited_for_not_restarted(fake_providers, monkeypatch):
+    monkeypatch.setattr(lifecycle.CLOCK, "sleep", lambda seconds: None)
+    stack, attempt = claim()
+    # The first worker started the create and died; the provider is still creating.
+    Stack.objects.filter(pk=stack.pk).update(provider="fake1")
+    transition(stack.pk, states.CREATE_IN_PROGRESS)
+    FakeProvider("fake1", {"type": "fake", "lab": None}).stacks["fake1"][stack.name] = {
+        "status": states.CREATE_IN_PROGRESS,
+        "final": states.CREATE_COMPLETE,
+        "left": 3,
+        "reason": "",
+    }
+    FakeProvider.calls.clear()
+    assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
+    assert calls("create") == [] and calls("delete") == []
