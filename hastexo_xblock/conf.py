@@ -182,6 +182,7 @@ DEFAULTS: dict[str, Any] = {
     "encryption_keys": [],
     "task_queue": None,
     "template_dir": None,
+    "orphan_grace": 3600,
 }
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -216,6 +217,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "encryption_keys": lambda key, value: [] if not value else _string_list(key, value),
     "task_queue": _optional_str,
     "template_dir": _optional_str,
+    "orphan_grace": _int(0),
 }
 
 assert set(_CHECKS) == set(DEFAULTS)
@@ -303,7 +305,7 @@ def clear_cache(**_kwargs: Any) -> None:
 
 
 def beat_schedule(raw_settings: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Entries for ``CELERY_BEAT_SCHEDULE``: the suspender every ``suspend_interval`` seconds.
+    """Entries for ``CELERY_BEAT_SCHEDULE``: the suspender and the reaper at their intervals.
 
     Takes the raw ``XBLOCK_SETTINGS["hastexo"]`` mapping, so that a Django
     settings module can call it while it is being read::
@@ -311,8 +313,13 @@ def beat_schedule(raw_settings: dict[str, Any] | None = None) -> dict[str, dict[
         CELERY_BEAT_SCHEDULE.update(beat_schedule(XBLOCK_SETTINGS["hastexo"]))
     """
     raw = raw_settings or {}
-    interval = float(raw.get("suspend_interval", DEFAULTS["suspend_interval"]))
-    entry: dict[str, Any] = {"task": "hastexo_xblock.suspender", "schedule": interval}
-    if raw.get("task_queue"):
-        entry["options"] = {"queue": raw["task_queue"]}
-    return {"hastexo-suspender": entry}
+    schedule = {}
+    for name, task, interval_key in (
+        ("hastexo-suspender", "hastexo_xblock.suspender", "suspend_interval"),
+        ("hastexo-reaper", "hastexo_xblock.reaper", "delete_interval"),
+    ):
+        entry: dict[str, Any] = {"task": task, "schedule": float(raw.get(interval_key, DEFAULTS[interval_key]))}
+        if raw.get("task_queue"):
+            entry["options"] = {"queue": raw["task_queue"]}
+        schedule[name] = entry
+    return schedule

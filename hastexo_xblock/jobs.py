@@ -1,20 +1,24 @@
-"""Periodic jobs: the suspender (and the recovery of overdue pending states).
+"""Periodic jobs: the suspender (with the recovery of overdue pending states) and the reaper.
 
-Pure functions over the database; Celery beat (``tasks.suspender``) and the
-``hastexo_suspender`` management command both call :func:`run_suspender`.
+Plain functions over the database; Celery beat (``tasks.suspender``,
+``tasks.reaper``) and the management commands ``hastexo_suspender`` and
+``hastexo_reaper`` call :func:`run_suspender` and :func:`run_reaper`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.utils import timezone
 
-from . import lifecycle, states
+from . import lifecycle, names, states
 from .conf import get_settings
-from .models import Stack, transition
+from .models import OrphanSighting, Stack, transition
+from .providers import get_provider
+from .providers.base import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +79,103 @@ def run_suspender(enqueue_suspend: Callable[[int], None], now=None) -> int:
     if total:
         log.info("suspender: %d stack(s) claimed for suspension", total)
     return total
+
+
+@dataclass
+class ReaperReport:
+    """What one reaper run did."""
+
+    claimed: list[int] = field(default_factory=list)
+    orphans_deleted: list[tuple[str, str]] = field(default_factory=list)
+    orphans_waiting: int = 0
+
+
+def claim_aged(now=None) -> list[int]:
+    """Claim for deletion every lab suspended longer than its delete age, and failed deletes to retry.
+
+    The delete age is the block's ``delete_age`` (seconds, stored on the row
+    at launch) or else the ``delete_age`` setting (days); ``0`` disables
+    deletion.  Labs that are up, launching or already being handled are
+    never touched: only suspended rows and ``DELETE_FAILED`` rows with
+    attempts left are candidates.  Returns the claimed ids.
+    """
+    settings = get_settings()
+    now = now or timezone.now()
+    deadline = now + timedelta(seconds=settings["delete_task_timeout"])
+    claimed = []
+    rows = Stack.objects.filter(status__in=states.SUSPENDED | {states.DELETE_FAILED}).values(
+        "pk", "status", "suspended_at", "delete_age", "delete_attempts"
+    )
+    for row in rows:
+        if row["status"] == states.DELETE_FAILED:
+            if row["delete_attempts"] >= settings["delete_attempts"]:
+                continue  # given up; lifecycle.delete logged it, an operator has to look
+        else:
+            age = row["delete_age"] if row["delete_age"] is not None else settings.delete_age_seconds
+            if age == 0 or row["suspended_at"] is None or row["suspended_at"] > now - timedelta(seconds=age):
+                continue
+        if transition(row["pk"], states.DELETE_PENDING, allowed_from=[row["status"]], status_deadline=deadline):
+            claimed.append(row["pk"])
+    return claimed
+
+
+def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[list[tuple[str, str]], int]:
+    """Delete stacks that providers list under our naming scheme but no live row owns.
+
+    An orphan is deleted once it has been seen for ``orphan_grace`` seconds
+    (the grace protects a stack whose row is still being written).  Returns
+    the ``(provider, name)`` pairs handed to ``delete_orphan`` and how many
+    orphans are still within their grace period.
+    """
+    settings = get_settings()
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings["orphan_grace"])
+    deleted: list[tuple[str, str]] = []
+    waiting = 0
+    for provider_name in settings["providers"]:
+        try:
+            listed = {name for name in get_provider(provider_name, settings["providers"]).list() if names.is_ours(name)}
+        except ProviderError as error:
+            log.warning("reaper: could not list provider %s: %s", provider_name, error)
+            continue
+        owned = set(
+            Stack.objects.filter(name__in=listed, provider=provider_name)
+            .exclude(status__in=states.ABSENT)
+            .values_list("name", flat=True)
+        )
+        orphans = listed - owned
+        OrphanSighting.objects.filter(provider=provider_name).exclude(name__in=orphans).delete()
+        for name in sorted(orphans):
+            sighting, _created = OrphanSighting.objects.get_or_create(provider=provider_name, name=name)
+            if sighting.first_seen > now - grace:
+                waiting += 1
+                continue
+            log.warning(
+                "reaper: deleting orphan stack %s on provider %s (no lab record owns it since %s)",
+                name,
+                provider_name,
+                sighting.first_seen.isoformat(),
+            )
+            delete_orphan(provider_name, name)
+            sighting.delete()
+            deleted.append((provider_name, name))
+    return deleted, waiting
+
+
+def run_reaper(
+    enqueue_delete: Callable[[int], None], delete_orphan: Callable[[str, str], None], now=None
+) -> ReaperReport:
+    """Claim aged and failed labs for deletion (one delete task each), then sweep orphans."""
+    report = ReaperReport()
+    report.claimed = claim_aged(now)
+    for pk in report.claimed:
+        enqueue_delete(pk)
+    report.orphans_deleted, report.orphans_waiting = sweep_orphans(delete_orphan, now)
+    if report.claimed or report.orphans_deleted:
+        log.info(
+            "reaper: %d lab(s) claimed for deletion, %d orphan(s) deleted, %d orphan(s) in grace",
+            len(report.claimed),
+            len(report.orphans_deleted),
+            report.orphans_waiting,
+        )
+    return report

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncssh
 from django.utils import timezone
 
 from . import compat, remote, states
@@ -170,8 +171,36 @@ def _read(stack: Stack, path: str | None, settings: Settings) -> str | None:
         raise LaunchFailed(states.LAUNCH_ERROR, f"Lab template problem: {error}") from None
 
 
+#: ``stack_key_type`` values for which the worker generates the lab's key pair.
+KEY_TYPES = {"rsa": "ssh-rsa", "ed25519": "ssh-ed25519"}
+
+
+def _key_parameters(stack: Stack, attempt: int) -> dict[str, str]:
+    """The ``public_key`` parameter when the block asks the worker for a key pair.
+
+    The private key is stored (encrypted) on the row *before* the create, so a
+    retried or redelivered launch reuses it rather than making a stack whose
+    key nobody has.  Returns ``{}`` when the template makes its own key.
+    """
+    key_type = (stack.spec.get("key_type") or "").lower()
+    if not key_type:
+        return {}
+    if key_type not in KEY_TYPES:
+        raise LaunchFailed(states.LAUNCH_ERROR, f"Lab configuration problem: unknown stack_key_type {key_type!r}.")
+    private = stack.private_key
+    if not private:
+        options = {"key_size": 3072} if key_type == "rsa" else {}
+        key = asyncssh.generate_private_key(KEY_TYPES[key_type], **options)
+        private = key.export_private_key("openssh").decode()
+        Stack.objects.filter(pk=stack.pk, attempt=attempt).update(private_key=private)
+        stack.private_key = private
+    public = asyncssh.import_private_key(private).export_public_key("openssh").decode().strip()
+    return {"public_key": public}
+
+
 def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> tuple[Provider, ProviderStack]:
     """Create the stack on the first provider that has room and succeeds."""
+    key_parameters = _key_parameters(stack, attempt)
     candidates = _candidates(stack, settings)
     if not candidates:
         raise LaunchFailed(states.LAUNCH_ERROR, "No lab environment is available right now. Please try again later.")
@@ -194,7 +223,7 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
             phase=states.PHASE_PROVIDER,
             progress=states.PHASE_PROGRESS[states.PHASE_PROVIDER],
         )
-        parameters = {"run": stack.course_id}
+        parameters = {"run": stack.course_id, **key_parameters}
         try:
             result = _create_once(provider, stack.name, template, environment, parameters, deadline)
             result = _wait_for(
@@ -353,6 +382,7 @@ def _delete_for_reset(stack: Stack, attempt: int, provider: Provider, current: P
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
         provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
     )
+    stack.private_key = ""
 
 
 def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack | None:
@@ -395,10 +425,20 @@ def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> 
             on_progress=_booting_progress(stack.pk, attempt),
         )
     except ProviderError as error:
+        _suspend_again(provider, stack.name)
         raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
     if result.status not in states.UP:
+        _suspend_again(provider, stack.name)
         raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(result.status_reason)}")
     return result
+
+
+def _suspend_again(provider: Provider, name: str) -> None:
+    """After a failed resume, put the stack back to sleep (it costs nothing, keeps its key); log errors only."""
+    try:
+        provider.suspend(name)
+    except ProviderError as error:
+        log.warning("could not suspend %s again after a failed resume: %s", name, error)
 
 
 def _finish(
@@ -415,6 +455,10 @@ def _finish(
         raise LaunchFailed(states.LAUNCH_ERROR, "The lab started but reported no address.")
     outputs = result.outputs
     stack.refresh_from_db()
+    # With stack_key_type the worker made the key pair (it is on the row); else the template did.
+    private_key = stack.private_key if stack.spec.get("key_type") else outputs.private_key
+    if not private_key:
+        raise LaunchFailed(states.LAUNCH_ERROR, "Lab template problem: the lab reported no private key.")
     _set_phase(stack.pk, attempt, states.PHASE_SSH)
     pinned = stack.host_key or None
     try:
@@ -437,7 +481,7 @@ def _finish(
         ip=outputs.public_ip,
         ssh_port=outputs.ssh_port,
         ssh_user=stack.spec.get("ssh_user") or stack.ssh_user or "",
-        private_key=outputs.private_key,
+        private_key=private_key,
         password=outputs.password or "",
         host_key=stack.host_key or host_key,
         phase=states.PHASE_READY,
@@ -532,6 +576,18 @@ def delete(stack_id: int) -> str:
         error_msg=shorten(result.status_reason),
     )
     return states.DELETE_FAILED
+
+
+def delete_orphan(provider_name: str, name: str) -> str:
+    """Delete stack ``name`` on ``provider_name`` unless a live row claims it meanwhile; return its status."""
+    settings = get_settings()
+    if Stack.objects.filter(name=name, provider=provider_name).exclude(status__in=states.ABSENT).exists():
+        log.info("orphan %s on %s has an owner again; not deleting it", name, provider_name)
+        return "OWNED"
+    provider = get_provider(provider_name, settings["providers"])
+    deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
+    _retrying(lambda: provider.delete(name), deadline, f"delete orphan {name}")
+    return _wait_for(provider, name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline).status
 
 
 def recover(stack_id: int) -> str:

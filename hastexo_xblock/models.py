@@ -171,3 +171,22 @@ class UsedTicket(models.Model):
 
     class Meta:
         app_label = "hastexo_xblock"
+
+
+class OrphanSighting(models.Model):
+    """A stack a provider lists under our naming scheme that no live row owns.
+
+    The reaper records when it first saw one and deletes it only after the
+    ``orphan_grace`` period, so a stack whose row is being written is safe.
+    """
+
+    provider = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    first_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        app_label = "hastexo_xblock"
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="hastexo_orphan_once")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.name} (since {self.first_seen:%Y-%m-%d %H:%M})"

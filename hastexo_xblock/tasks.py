@@ -48,10 +48,27 @@ def suspender() -> int:
     return jobs.run_suspender(enqueue_suspend=lambda stack_id: enqueue("suspend", stack_id))
 
 
+@shared_task(name="hastexo_xblock.reaper", **_COMMON)
+def reaper() -> int:
+    """Periodic: claim aged and failed labs for deletion, and delete orphans past their grace."""
+    report = jobs.run_reaper(
+        enqueue_delete=lambda stack_id: enqueue("delete", stack_id),
+        delete_orphan=lambda provider, name: enqueue("delete_orphan", provider, name),
+    )
+    return len(report.claimed)
+
+
+@shared_task(name="hastexo_xblock.delete_orphan", **_COMMON)
+def delete_orphan(provider_name: str, name: str) -> str:
+    """Delete a stack no lab record owns (see ``jobs.sweep_orphans``)."""
+    return lifecycle.delete_orphan(provider_name, name)
+
+
 _LIMITS = {
     "launch": "launch_timeout",
     "suspend": "suspend_task_timeout",
     "delete": "delete_task_timeout",
+    "delete_orphan": "delete_task_timeout",
 }
 
 
@@ -62,7 +79,14 @@ def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
     lifecycle finishes cleanly first); the hard limit a little later still.
     """
     settings = get_settings()
-    task = {"launch": launch, "suspend": suspend, "delete": delete, "suspender": suspender}[task_name]
+    task = {
+        "launch": launch,
+        "suspend": suspend,
+        "delete": delete,
+        "suspender": suspender,
+        "reaper": reaper,
+        "delete_orphan": delete_orphan,
+    }[task_name]
     options: dict[str, Any] = {}
     if settings["task_queue"]:
         options["queue"] = settings["task_queue"]

@@ -32,6 +32,7 @@ class FakeProvider(Provider):
     type_name = "fake"
     stacks: dict[str, dict[str, dict[str, Any]]] = {}
     calls: list[tuple[str, str, str]] = []
+    parameters: dict[str, dict[str, Any]] = {}
     _lock = threading.Lock()
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -43,6 +44,7 @@ class FakeProvider(Provider):
     def clear(cls) -> None:
         cls.stacks.clear()
         cls.calls.clear()
+        cls.parameters.clear()
 
     def _record(self, op: str, name: str) -> None:
         with self._lock:
@@ -68,6 +70,7 @@ class FakeProvider(Provider):
 
     def create(self, name, template, environment=None, parameters=None) -> ProviderStack:
         self._record("create", name)
+        self.parameters[name] = dict(parameters or {})
         if self.config.get("fail_create"):
             return self._start(name, states.CREATE_FAILED, self.config["fail_create"])
         return self._start(name, states.CREATE_COMPLETE)

@@ -100,6 +100,9 @@ def test_secret_derivations_differ_by_purpose():
     assert conf.load({"gateway_secret": "s3"}, secret_key="k").ticket_secret == b"s3"
 
 
-def test_beat_schedule_follows_the_interval():
-    entry = conf.beat_schedule({"suspend_interval": 15, "task_queue": "labs"})["hastexo-suspender"]
-    assert entry == {"task": "hastexo_xblock.suspender", "schedule": 15.0, "options": {"queue": "labs"}}
+def test_beat_schedule_follows_the_intervals():
+    schedule = conf.beat_schedule({"suspend_interval": 15, "delete_interval": 600, "task_queue": "labs"})
+    assert schedule == {
+        "hastexo-suspender": {"task": "hastexo_xblock.suspender", "schedule": 15.0, "options": {"queue": "labs"}},
+        "hastexo-reaper": {"task": "hastexo_xblock.reaper", "schedule": 600.0, "options": {"queue": "labs"}},
+    }

@@ -236,3 +236,41 @@ def test_a_create_still_in_progress_is_waited_for_not_restarted(fake_providers, 
     FakeProvider.calls.clear()
     assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
     assert calls("create") == [] and calls("delete") == []
+
+
+@pytest.mark.parametrize("key_type", ["ed25519", "rsa"])
+def test_the_worker_makes_the_key_pair_when_asked(fake_providers, key_type):
+    stack, attempt = claim(labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], key_type=key_type))
+    assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
+    stack.refresh_from_db()
+    private = asyncssh.import_private_key(stack.private_key)
+    public = private.export_public_key("openssh").decode().strip()
+    assert FakeProvider.parameters[stack.name] == {"run": "course-v1:o+c+r", "public_key": public}
+    assert public.startswith("ssh-ed25519" if key_type == "ed25519" else "ssh-rsa")
+    # A reset makes a new key; a resume keeps it.
+    stack, attempt = claim(
+        labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], key_type=key_type), reset=True
+    )
+    lifecycle.launch(stack.pk, attempt, reset=True)
+    assert Stack.objects.get(pk=stack.pk).private_key != private.export_private_key("openssh").decode()
+
+
+def test_an_unknown_key_type_is_an_author_error(fake_providers):
+    stack, attempt = claim(labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], key_type="dsa"))
+    assert lifecycle.launch(stack.pk, attempt) == states.LAUNCH_ERROR
+    assert "stack_key_type" in Stack.objects.get(pk=stack.pk).error_msg
+
+
+def test_a_failed_resume_is_suspended_again_and_keeps_its_key(fake_providers, monkeypatch):
+    stack, attempt = claim()
+    lifecycle.launch(stack.pk, attempt)
+    transition(stack.pk, states.SUSPEND_PENDING)
+    lifecycle.suspend(stack.pk)
+    key = Stack.objects.get(pk=stack.pk).private_key
+    monkeypatch.setattr(FakeProvider, "resume", lambda self, name: self._start(name, states.RESUME_FAILED, "no host"))
+    stack, attempt = claim()
+    assert lifecycle.launch(stack.pk, attempt) == states.RESUME_FAILED
+    stack.refresh_from_db()
+    assert "no host" in stack.error_msg and stack.private_key == key
+    assert calls("suspend")[-1][2] == stack.name
+    assert FakeProvider.stacks["fake1"][stack.name]["status"] == states.SUSPEND_COMPLETE
