@@ -53,7 +53,11 @@ setup(
         "xblock.v1": ["hastexo = hastexo_xblock:HastexoXBlock"],
         "lms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
         "cms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
-        "hastexo_xblock.providers": ["local = hastexo_xblock.providers.local:LocalProvider"],
+        "hastexo_xblock.providers": [
+            "local = hastexo_xblock.providers.local:LocalProvider",
+            "openstack = hastexo_xblock.providers.heat:HeatProvider",
+            "heat = hastexo_xblock.providers.heat:HeatProvider",
+        ],
     },
     classifiers=[
         "Framework :: Django",

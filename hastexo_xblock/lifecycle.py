@@ -113,9 +113,13 @@ def _wait_for(
     deadline: float,
     on_progress: Callable[[ProviderStack], None] | None = None,
     first_delay: float = 0.5,
-    max_delay: float = 5.0,
+    max_delay: float = 1.0,
 ) -> ProviderStack:
     """Poll ``provider.get(name)`` with backoff until its status is not ``*_IN_PROGRESS``.
+
+    The delay grows from ``first_delay`` to ``max_delay``: a lab is seen up
+    at most ``max_delay`` seconds after the provider finishes (the learner is
+    waiting), at one cheap GET per launching lab and interval.
 
     Returns the final :class:`ProviderStack` (whatever its status; the caller
     checks it against ``done``).  Transient provider errors are retried until
@@ -273,11 +277,19 @@ def _booting_progress(stack_id: int, attempt: int) -> Callable[[ProviderStack], 
     return report
 
 
-def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
+def launch(
+    stack_id: int,
+    attempt: int,
+    reset: bool = False,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
+) -> str:
     """Bring the stack up: create, resume, or (``reset``) delete and create anew.
 
     Runs only for the launch ``attempt`` that the status request claimed;
     a stale or duplicate delivery returns at once.  Returns the final status.
+    ``time_limit_errors`` are the exceptions the caller's runner raises when
+    the task's time is up (Celery's ``SoftTimeLimitExceeded``): a provider
+    call hanging that long ends the launch as ``LAUNCH_TIMEOUT``.
     """
     settings = get_settings()
     stack = Stack.objects.filter(pk=stack_id).first()
@@ -305,8 +317,8 @@ def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
             progress=0.0,
             status_deadline=None,
         )
-    except TimeoutError as error:
-        log.warning("launch of %s timed out: %s", stack.name, error)
+    except (TimeoutError, *time_limit_errors) as error:
+        log.warning("launch of %s timed out: %s", stack.name, error or type(error).__name__)
         final = states.LAUNCH_TIMEOUT
         transition(
             stack_id,

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from . import jobs, lifecycle
 from .conf import get_settings
@@ -27,7 +28,7 @@ _COMMON: dict[str, Any] = {"acks_late": True, "reject_on_worker_lost": True, "ig
 @shared_task(name="hastexo_xblock.launch", **_COMMON)
 def launch(stack_id: int, attempt: int, reset: bool = False) -> str:
     """Create or resume stack ``stack_id`` for launch ``attempt`` (see ``lifecycle.launch``)."""
-    return lifecycle.launch(stack_id, attempt, reset=reset)
+    return lifecycle.launch(stack_id, attempt, reset=reset, time_limit_errors=(SoftTimeLimitExceeded,))
 
 
 @shared_task(name="hastexo_xblock.suspend", **_COMMON)

@@ -23,6 +23,8 @@ def make_app(broker_url: str) -> Celery:
         worker_hijack_root_logger=False,
     )
     if broker_url.startswith("filesystem://"):
+        # kombu's filesystem transport, but with atomic writes (see hastexo_xblock/demo/broker.py).
+        app.conf.broker_transport = "hastexo_xblock.demo.broker:Transport"
         folder = os.path.join(os.environ["HASTEXO_TEST_RUN_DIR"], "broker")
         for sub in ("queue", "processed", "control"):
             os.makedirs(os.path.join(folder, sub), exist_ok=True)

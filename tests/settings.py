@@ -6,6 +6,7 @@ SQLite in a file by default, so that worker and gateway processes started by
 the tests see the same data.
 """
 
+import json
 import os
 import tempfile
 from urllib.parse import unquote, urlparse
@@ -61,11 +62,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         "init_command": "PRAGMA journal_mode=WAL;",
     }
 
+_providers = {"default": {"type": "local", "root": os.path.join(_run_dir, "labs")}}
+# Tests that start worker subprocesses pass extra providers (e.g. Heat) this way.
+_providers.update(json.loads(os.environ.get("HASTEXO_TEST_EXTRA_PROVIDERS", "{}")))
+
 XBLOCK_SETTINGS = {
     "hastexo": {
-        "providers": {
-            "default": {"type": "local", "root": os.path.join(_run_dir, "labs")},
-        },
+        "providers": _providers,
         "gateway_url": "ws://127.0.0.1:1/ws",
         "template_dir": os.environ.get("HASTEXO_TEST_TEMPLATE_DIR", os.path.join(_here, "templates")),
     }

@@ -274,3 +274,18 @@ def test_a_failed_resume_is_suspended_again_and_keeps_its_key(fake_providers, mo
     assert "no host" in stack.error_msg and stack.private_key == key
     assert calls("suspend")[-1][2] == stack.name
     assert FakeProvider.stacks["fake1"][stack.name]["status"] == states.SUSPEND_COMPLETE
+
+
+def test_a_call_hanging_past_the_soft_time_limit_ends_as_a_timeout(fake_providers, monkeypatch):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from hastexo_xblock import tasks
+
+    def hang(self, name, *args):
+        raise SoftTimeLimitExceeded()  # what Celery raises inside a call that hangs past the soft limit
+
+    monkeypatch.setattr(FakeProvider, "create", hang)
+    stack, attempt = claim()
+    assert tasks.launch.run(stack.pk, attempt) == states.LAUNCH_TIMEOUT
+    stack.refresh_from_db()
+    assert stack.status == states.LAUNCH_TIMEOUT and "too long" in stack.error_msg

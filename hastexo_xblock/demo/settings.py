@@ -69,6 +69,8 @@ _broker = os.path.join(VAR, "broker")
 for _folder in ("out", "processed", "control"):
     os.makedirs(os.path.join(_broker, _folder), exist_ok=True)
 CELERY_BROKER_URL = "filesystem://"
+# kombu's filesystem transport, but with atomic writes (see demo/broker.py).
+CELERY_BROKER_TRANSPORT = "hastexo_xblock.demo.broker:Transport"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "data_folder_in": os.path.join(_broker, "out"),
     "data_folder_out": os.path.join(_broker, "out"),

@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "hastexo_xblock.providers"
 # without its metadata installed (tests, the demo before ``pip install``).
 _BUILTIN = {
     "local": "hastexo_xblock.providers.local:LocalProvider",
+    "openstack": "hastexo_xblock.providers.heat:HeatProvider",
+    "heat": "hastexo_xblock.providers.heat:HeatProvider",
 }
 
 _registered: dict[str, type[Provider]] = {}
