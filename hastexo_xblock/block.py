@@ -112,6 +112,8 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
             suspend_timeout=self.suspend_timeout,
             delete_age=self.delete_age,
             ports=[dict(p) for p in self.ports],
+            hook_script=self.hook_script,
+            hook_events={event: bool(on) for event, on in (self.hook_events or {}).items()},
         )
 
     def _stack(self):

@@ -47,6 +47,8 @@ class LabSpec:
     suspend_timeout: int | None = None
     delete_age: int | None = None
     ports: list[dict[str, Any]] = field(default_factory=list)
+    hook_script: str = ""
+    hook_events: dict[str, bool] = field(default_factory=dict)
 
     def as_dict(self, settings: Settings) -> dict[str, Any]:
         """The spec as stored on the row for the worker, providers filled in from settings."""
@@ -62,6 +64,8 @@ class LabSpec:
             "key_type": self.key_type,
             "launch_timeout": self.launch_timeout or settings["launch_timeout"],
             "ports": list(self.ports),
+            "hook_script": self.hook_script,
+            "hook_events": dict(self.hook_events),
         }
 
 

@@ -360,6 +360,7 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
     current = _retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}") if provider else None
 
     if provider is not None and current is not None and reset:
+        _hook_before_delete(stack, provider, current, deadline, settings)
         _delete_for_reset(stack, attempt, provider, current, deadline)
         provider, current = None, None
 
@@ -482,6 +483,11 @@ def _finish(
     if offered and not remote.same_key(offered, host_key):
         log.error("stack %s: SSH host key differs from the provider's", stack.name)
         raise LaunchFailed(states.LAUNCH_ERROR, "The lab's identity could not be verified.")
+    if resumed and hook_enabled(stack, "resume"):
+        _set_phase(stack.pk, attempt, states.PHASE_HOOK)
+        stack.host_key = stack.host_key or host_key
+        stack.ssh_user = stack.spec.get("ssh_user") or stack.ssh_user
+        run_hook(stack, "resume", settings, host=outputs.public_ip, port=outputs.ssh_port)
     final = states.RESUME_COMPLETE if resumed else states.CREATE_COMPLETE
     now = timezone.now()
     won = transition(
@@ -507,6 +513,94 @@ def _finish(
     return final
 
 
+#: The events a hook script runs on, and which run when a block names a script but no events.
+HOOK_EVENTS = ("suspend", "resume", "delete")
+DEFAULT_HOOK_EVENTS = {"suspend": True, "resume": True, "delete": True}
+
+
+def hook_enabled(stack: Stack, event: str) -> bool:
+    """Whether the block's ``hook_script`` runs on ``event`` for this stack."""
+    if not stack.spec.get("hook_script"):
+        return False
+    events = stack.spec.get("hook_events") or DEFAULT_HOOK_EVENTS
+    return bool(events.get(event))
+
+
+def run_hook(stack: Stack, event: str, settings: Settings, host: str | None = None, port: int | None = None) -> bool:
+    """Run the author's hook script on the lab with ``event`` as its argument.
+
+    Runs before suspend, after resume and before delete, when the block's
+    ``hook_events`` enable the event.  A missing script, an unreachable lab, a
+    non-zero exit or a time-out (``remote_exec_timeout``) is logged and never
+    raised: a hook must not block the lab's lifecycle.  ``host``/``port``
+    override the row's address (a resumed lab may have moved).  Returns
+    whether the hook ran and succeeded.
+    """
+    if not hook_enabled(stack, event):
+        return False
+    path = stack.spec["hook_script"]
+    try:
+        script = compat.read_course_file(stack.course_id, path, settings["template_dir"])
+    except compat.CourseFileNotFound as error:
+        log.warning("stack %s: %s hook not run: %s", stack.name, event, error)
+        return False
+    if not (stack.private_key and stack.host_key and (host or stack.ip)):
+        log.warning("stack %s: %s hook not run: the lab's address or keys are not known", stack.name, event)
+        return False
+    try:
+        result = remote.run_sync(
+            remote.run_script(
+                host or stack.ip,
+                port or stack.ssh_port or 22,
+                stack.ssh_user,
+                stack.private_key,
+                stack.host_key,
+                script,
+                [event],
+                timeout=settings["remote_exec_timeout"],
+            )
+        )
+    except (TimeoutError, OSError, asyncssh.Error) as error:
+        log.warning("stack %s: %s hook %s failed: %s", stack.name, event, path, error)
+        return False
+    if result.exit_status != 0:
+        log.warning(
+            "stack %s: %s hook %s exited %d: %s", stack.name, event, path, result.exit_status, shorten(result.stderr)
+        )
+        return False
+    log.info("stack %s: %s hook %s ran", stack.name, event, path)
+    return True
+
+
+def _hook_before_delete(
+    stack: Stack, provider: Provider, current: ProviderStack, deadline: float, settings: Settings
+) -> None:
+    """Run the delete hook on the lab; a suspended lab is resumed for it first (best effort)."""
+    if not hook_enabled(stack, "delete"):
+        return
+    if current.status in _RESUMABLE:
+        try:
+            _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name} for its delete hook")
+            current = _wait_for(provider, stack.name, {states.RESUME_COMPLETE, states.RESUME_FAILED}, deadline)
+        except (ProviderError, TimeoutError) as error:
+            log.warning("stack %s: could not resume it for its delete hook: %s", stack.name, error)
+            return
+    if current.status in states.UP and current.outputs is not None:
+        try:
+            remote.run_sync(
+                remote.wait_for_ssh(
+                    current.outputs.public_ip,
+                    current.outputs.ssh_port,
+                    min(deadline, CLOCK.monotonic() + 60),
+                    pinned=stack.host_key,
+                )
+            )
+        except (TimeoutError, remote.HostKeyMismatch) as error:
+            log.warning("stack %s: delete hook not run, SSH did not answer: %s", stack.name, error)
+            return
+        run_hook(stack, "delete", settings, host=current.outputs.public_ip, port=current.outputs.ssh_port)
+
+
 def suspend(stack_id: int) -> str:
     """Suspend a stack the suspender claimed (``SUSPEND_PENDING``); returns the final status."""
     settings = get_settings()
@@ -519,6 +613,7 @@ def suspend(stack_id: int) -> str:
     provider = get_provider(stack.provider, settings["providers"])
     deadline = CLOCK.monotonic() + settings["suspend_task_timeout"]
     transition(stack_id, states.SUSPEND_IN_PROGRESS, allowed_from=states.SUSPENDING)
+    run_hook(stack, "suspend", settings)
     try:
         _retrying(lambda: provider.suspend(stack.name), deadline, f"suspend {stack.name}")
         result = _wait_for(provider, stack.name, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED}, deadline)
@@ -562,6 +657,9 @@ def delete(stack_id: int) -> str:
     deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
     transition(stack_id, states.DELETE_IN_PROGRESS, allowed_from=states.DELETING)
     try:
+        _hook_before_delete(
+            stack, provider, _retrying(lambda: provider.get(stack.name), deadline, "look up"), deadline, settings
+        )
         _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
         result = _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
     except (ProviderError, TimeoutError) as error:

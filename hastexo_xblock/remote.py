@@ -1,4 +1,4 @@
-"""SSH from the workers to a lab: is it answering, and is it who it was.
+"""SSH from the workers to a lab: is it answering, is it who it was, and run a script on it.
 
 asyncssh is used with explicit time-outs; callers run these from synchronous
 code through :func:`run_sync`.
@@ -7,8 +7,10 @@ code through :func:`run_sync`.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncssh
@@ -75,3 +77,58 @@ async def wait_for_ssh(
             return key
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, max_delay)
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """What a script run on the lab returned."""
+
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+async def run_script(
+    host: str,
+    port: int,
+    user: str,
+    private_key: str,
+    host_key: str,
+    script: str,
+    args: Sequence[str] = (),
+    timeout: float = 300.0,
+) -> RemoteResult:
+    """Run ``script`` on the lab with bash, ``args`` as its arguments; return exit status and output.
+
+    The script travels on standard input (``bash -s -- ARGS``): nothing is
+    written to the lab's disk first, and nothing depends on SFTP.  Only the
+    pinned ``host_key`` is trusted.  Raises ``TimeoutError`` when the script
+    runs longer than ``timeout`` seconds (the session is closed), and
+    ``OSError``/``asyncssh.Error`` when the lab cannot be reached.
+    """
+    if not host_key:
+        raise asyncssh.Error(0, "no pinned host key for the lab")
+    known_hosts = asyncssh.import_known_hosts(f"[{host}]:{port} {host_key}\n" if port != 22 else f"{host} {host_key}\n")
+    key = asyncssh.import_private_key(private_key)
+    command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
+
+    async def run() -> RemoteResult:
+        async with asyncssh.connect(
+            host,
+            port,
+            client_keys=[key],
+            known_hosts=known_hosts,
+            config=None,
+            agent_path=None,
+            connect_timeout=min(timeout, 30.0),
+            # No user name configured: asyncssh's default (the worker's own user).
+            **({"username": user} if user else {}),
+        ) as connection:
+            result = await connection.run(command, input=script, check=False)
+            status = result.exit_status if result.exit_status is not None else -1
+            return RemoteResult(status, str(result.stdout or ""), str(result.stderr or ""))
+
+    try:
+        return await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        raise TimeoutError(f"the script did not finish within {timeout:.0f} s") from None

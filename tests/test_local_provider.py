@@ -9,6 +9,7 @@ purpose: the sandbox mounts an empty /tmp, which would hide anything under
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import shutil
@@ -382,7 +383,15 @@ def test_resume_moves_to_a_new_port_when_the_old_one_is_taken(provider):
     assert wait_for(lambda: provider.get("lab1").status == states.SUSPEND_COMPLETE)
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", stack.outputs.ssh_port))
+        # The killed lab host's socket may take a moment to go away: hold the port once it is free.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                squatter.bind(("127.0.0.1", stack.outputs.ssh_port))
+                break
+            except OSError as error:
+                assert error.errno == errno.EADDRINUSE and time.monotonic() < deadline
+                time.sleep(0.05)
         squatter.listen()
         resumed = provider.resume("lab1")
     assert resumed.status == states.RESUME_COMPLETE
