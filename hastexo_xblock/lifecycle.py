@@ -304,47 +304,31 @@ def launch(
         started = timezone.now()
     deadline = CLOCK.monotonic() + max(1.0, timeout - (timezone.now() - started).total_seconds())
     try:
-        final = _launch(stack, attempt, reset, settings, deadline)
+        return _launch(stack, attempt, reset, settings, deadline)
     except LaunchFailed as failure:
-        final = failure.status
-        transition(
-            stack_id,
-            final,
-            allowed_from=states.LAUNCHING,
-            if_attempt=attempt,
-            error_msg=shorten(str(failure)),
-            phase="",
-            progress=0.0,
-            status_deadline=None,
-        )
+        return _give_up(stack_id, attempt, failure.status, shorten(str(failure)))
     except (TimeoutError, *time_limit_errors) as error:
         log.warning("launch of %s timed out: %s", stack.name, error or type(error).__name__)
-        final = states.LAUNCH_TIMEOUT
-        transition(
-            stack_id,
-            final,
-            allowed_from=states.LAUNCHING,
-            if_attempt=attempt,
-            error_msg="Your lab took too long to start. Please try again.",
-            phase="",
-            progress=0.0,
-            status_deadline=None,
-        )
+        return _give_up(stack_id, attempt, states.LAUNCH_TIMEOUT, "Your lab took too long to start. Please try again.")
     except Exception:
         log.exception("launch of %s failed unexpectedly", stack.name)
-        final = states.LAUNCH_ERROR
-        transition(
-            stack_id,
-            final,
-            allowed_from=states.LAUNCHING,
-            if_attempt=attempt,
-            error_msg="Your lab could not be started because of an internal error.",
-            phase="",
-            progress=0.0,
-            status_deadline=None,
-        )
+        _give_up(stack_id, attempt, states.LAUNCH_ERROR, "Your lab could not be started because of an internal error.")
         raise
-    return final
+
+
+def _give_up(stack_id: int, attempt: int, status: str, message: str) -> str:
+    """End launch ``attempt`` in the failure ``status`` with ``message`` for the learner; return ``status``."""
+    transition(
+        stack_id,
+        status,
+        allowed_from=states.LAUNCHING,
+        if_attempt=attempt,
+        error_msg=message,
+        phase="",
+        progress=0.0,
+        status_deadline=None,
+    )
+    return status
 
 
 #: Provider states from which a launch resumes the existing stack.
