@@ -17,7 +17,7 @@ from xblock.utils.resources import ResourceLoader
 from xblock.utils.settings import XBlockWithSettingsMixin
 from xblock.utils.studio_editable import StudioEditableXBlockMixin
 
-from . import compat, labs
+from . import compat, labs, olx
 from .conf import get_settings
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,30 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
         except labs.LabError as error:
             return _json_error(str(error), 409)
         return Response(json_body={"url": url}, headerlist=[("Cache-Control", "no-store")])
+
+    # --- OLX -------------------------------------------------------------------------
+
+    @classmethod
+    def parse_xml(cls, node, runtime, keys):
+        """Build the block from ``<hastexo>`` OLX, inline or pointer form (format: ``olx.py``).
+
+        Raises :class:`olx.OLXError` naming the element and problem for malformed OLX.
+        Child elements that are not lab settings become child blocks.
+        """
+        parsed = olx.parse(node, load_file=olx.loader_for(runtime), known_providers=get_settings()["providers"])
+        block = runtime.construct_xblock_from_class(cls, keys)
+        for name, value in parsed.fields.items():
+            setattr(block, name, value)
+        for child in parsed.children:
+            runtime.add_node_as_child(block, child)
+        return block
+
+    def add_xml_to_node(self, node) -> None:
+        """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
+        values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
+        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point})
+        for child_id in self.children:
+            self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)
 
     # --- workbench ---------------------------------------------------------------
 

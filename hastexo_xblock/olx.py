@@ -1,0 +1,524 @@
+"""The ``<hastexo>`` OLX format: parse it into field values, export field values back.
+
+Pure: imports lxml and PyYAML, never XBlock, so the format can be tested and
+reused without a runtime.  The block's ``parse_xml``/``add_xml_to_node`` are
+thin wrappers around :func:`parse` and :func:`export_into`.
+
+Accepted input (compatible with the original hastexo XBlock):
+
+* attributes on ``<hastexo>`` are fields (``""`` means "unset": the field
+  keeps its default); ``url_name``, ``filename`` and ``xblock-family`` are
+  bookkeeping and ignored;
+* ``<option:NAME>`` children (namespace :data:`OPTION_NS`) carry JSON or YAML
+  for ``providers``, ``ports``, ``tests``, ``hook_events`` (or plain text for
+  a scalar field);
+* plain ``<test>``, ``<port>``, ``<provider>`` and ``<hook_events>`` children;
+* any other child element is a child block, returned untouched;
+* the pointer form ``<hastexo url_name="…" filename="…"/>``: the content is
+  read from ``hastexo/<dir of url_name>/<filename>.xml`` (course-relative)
+  and the pointer's own attributes override the file's.
+
+Anything malformed raises :class:`OLXError` naming the element, the attribute
+when there is one, and the problem; no value is ever silently dropped.
+
+Export writes every field (the pointer-compatible form), attributes in sorted
+order, so that ``parse(export(values))`` gives ``values`` back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import posixpath
+import re
+import textwrap
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from lxml import etree
+
+OPTION_NS = "http://code.edx.org/xblock/option"
+TAG = "hastexo"
+
+# Field tables: they mirror the fields of ``HastexoXBlock`` (block.py).
+STRING_FIELDS = frozenset(
+    {
+        "display_name",
+        "stack_user_name",
+        "stack_template_path",
+        "hook_script",
+        "progress_check_label",
+        "progress_check_result_heading",
+    }
+)
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "stack_protocol": ("ssh", "rdp", "vnc"),
+    "stack_key_type": ("", "rsa", "ed25519"),
+    "enable_fullscreen": ("true", "false", "inherit"),
+}
+INT_FIELDS = frozenset({"launch_timeout", "suspend_timeout", "delete_age"})
+FLOAT_FIELDS = frozenset({"weight"})
+BOOL_FIELDS = frozenset({"read_only", "hidden", "show_feedback", "show_hints_on_error"})
+SCALAR_FIELDS = STRING_FIELDS | set(CHOICE_FIELDS) | INT_FIELDS | FLOAT_FIELDS | BOOL_FIELDS
+STRUCTURED_FIELDS = frozenset({"providers", "ports", "tests", "hook_events"})
+FIELD_NAMES = frozenset(SCALAR_FIELDS | STRUCTURED_FIELDS)
+
+# Attributes that are bookkeeping of the course format, not fields.
+IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family"})
+HOOK_EVENTS = ("suspend", "resume", "delete")
+PORT_KEYS = ("name", "number")
+PROVIDER_KEYS = ("name", "capacity", "template", "environment")
+# Plain child elements and the field each one fills.
+PLAIN_CHILDREN = {"test": "tests", "port": "ports", "provider": "providers", "hook_events": "hook_events"}
+
+# Characters XML 1.0 cannot hold at all (JSON can, escaped).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+Loader = Callable[[str], bytes | str]
+
+
+class OLXError(ValueError):
+    """Malformed ``<hastexo>`` OLX; the message names the element (and attribute) and the problem."""
+
+    def __init__(self, element: Any, problem: str, attribute: str | None = None) -> None:
+        self.element = element
+        self.attribute = attribute
+        self.problem = problem
+        where = describe(element)
+        if attribute is not None:
+            where += f' attribute "{attribute}"'
+        super().__init__(f"{where}: {problem}")
+
+
+def describe(element: Any) -> str:
+    """``<tag>`` plus, when known, the line and file it came from — for error messages."""
+    if not isinstance(element, etree._Element):
+        return str(element)
+    try:
+        qname = etree.QName(element)
+        tag = f"option:{qname.localname}" if qname.namespace == OPTION_NS else qname.localname
+    except ValueError:
+        tag = str(element.tag)
+    text = f"<{tag}>"
+    source = []
+    if element.sourceline:
+        source.append(f"line {element.sourceline}")
+    url = element.getroottree().docinfo.URL
+    if url:
+        source.append(f"of {url}")
+    return f"{text} ({' '.join(source)})" if source else text
+
+
+@dataclass
+class ParsedHastexo:
+    """The result of :func:`parse`.
+
+    ``fields`` holds only the fields the OLX sets (unset ones keep their
+    defaults on the block); ``children`` are the elements that are child
+    blocks, in document order; ``source`` is the course-relative path of the
+    pointer's file, if one was read.
+    """
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    children: list[etree._Element] = field(default_factory=list)
+    source: str | None = None
+
+
+# --- scalar values -----------------------------------------------------------
+
+
+def _bool(element: Any, value: Any, attribute: str | None = None) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "True"):
+        return True
+    if value in ("false", "False"):
+        return False
+    raise OLXError(element, f"expected true or false, got {value!r}", attribute)
+
+
+def _int(element: Any, value: Any, attribute: str | None = None) -> int:
+    # bool is an int in Python, but "capacity: true" is a mistake, not 1.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text)
+    raise OLXError(element, f"expected a whole number, got {value!r}", attribute)
+
+
+def _float(element: Any, value: Any, attribute: str | None = None) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OLXError(element, f"expected a number, got {value!r}", attribute) from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise OLXError(element, f"expected a finite number, got {value!r}", attribute)
+    return number
+
+
+def _scalar(element: Any, name: str, value: str) -> tuple[bool, Any]:
+    """Convert attribute text for scalar field ``name``: ``(is_set, value)``; ``""`` is unset."""
+    if value == "":
+        return False, None
+    if name in STRING_FIELDS:
+        return True, value
+    if name in BOOL_FIELDS:
+        return True, _bool(element, value, name)
+    if name in INT_FIELDS:
+        return True, _int(element, value, name)
+    if name in FLOAT_FIELDS:
+        return True, _float(element, value, name)
+    if name == "enable_fullscreen" and value in ("True", "False"):
+        # The original block stored a boolean here; keep such OLX importable.
+        return True, value.lower()
+    choices = CHOICE_FIELDS[name]
+    if value not in choices:
+        raise OLXError(element, f"expected one of {', '.join(c for c in choices if c)}, got {value!r}", name)
+    return True, value
+
+
+# --- structured values ---------------------------------------------------------
+
+
+def _optional_text(element: Any, key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise OLXError(element, f"expected text, got {value!r}", key)
+
+
+def _unknown_keys(element: Any, raw: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(str(key) for key in raw if key not in allowed)
+    if unknown:
+        raise OLXError(element, f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(unknown)}")
+
+
+def port(element: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A port ``{name?, number}``: ``number`` required, a whole number in 1–65535."""
+    _unknown_keys(element, raw, PORT_KEYS)
+    if raw.get("number") in (None, ""):
+        raise OLXError(element, "a port needs a number", "number")
+    number = _int(element, raw["number"], "number")
+    if not 1 <= number <= 65535:
+        raise OLXError(element, f"port number must be in 1–65535, got {number}", "number")
+    result: dict[str, Any] = {}
+    name = _optional_text(element, "name", raw.get("name"))
+    if name is not None:
+        result["name"] = name
+    result["number"] = number
+    return result
+
+
+def provider(element: Any, raw: Mapping[str, Any], known_providers: Collection[str] | None = None) -> dict[str, Any]:
+    """A provider ``{name, capacity, template, environment}`` (all four keys, ``None`` when not given).
+
+    ``capacity`` missing, ``""`` or ``"None"`` means -1 (no limit); otherwise a
+    whole number ≥ -1.  When ``known_providers`` is given, ``name`` must be in it.
+    """
+    _unknown_keys(element, raw, PROVIDER_KEYS)
+    name = _optional_text(element, "name", raw.get("name"))
+    if name is None:
+        raise OLXError(element, "a provider needs a name", "name")
+    if known_providers is not None and name not in known_providers:
+        configured = ", ".join(sorted(known_providers)) or "none"
+        raise OLXError(element, f"provider {name!r} is not configured (configured: {configured})", "name")
+    capacity_raw = raw.get("capacity")
+    if capacity_raw in (None, "", "None"):
+        capacity = -1
+    else:
+        capacity = _int(element, capacity_raw, "capacity")
+        if capacity < -1:
+            raise OLXError(element, f"capacity must be -1 (no limit) or more, got {capacity}", "capacity")
+    return {
+        "name": name,
+        "capacity": capacity,
+        "template": _optional_text(element, "template", raw.get("template")),
+        "environment": _optional_text(element, "environment", raw.get("environment")),
+    }
+
+
+def hook_events(element: Any, raw: Mapping[str, Any]) -> dict[str, bool]:
+    """``{suspend?, resume?, delete?}`` as booleans."""
+    _unknown_keys(element, raw, HOOK_EVENTS)
+    return {event: _bool(element, raw[event], event) for event in HOOK_EVENTS if event in raw}
+
+
+def script_text(element: Any, raw: str | None) -> str:
+    """The script of a ``<test>`` element: dedented, one leading newline dropped; empty is an error."""
+    text = textwrap.dedent(raw or "")
+    if text.startswith("\n"):
+        text = text[1:]
+    if not text.strip():
+        raise OLXError(element, "a test needs a script (the element is empty)")
+    return text
+
+
+def _load_option(element: etree._Element) -> Any:
+    """JSON or YAML text of an ``<option:…>`` element (JSON first: YAML mangles escaped surrogate pairs)."""
+    text = element.text or ""
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = " ".join(str(error).split())
+        raise OLXError(element, f"not valid JSON or YAML: {problem}") from None
+
+
+def _option_value(element: etree._Element, name: str, known_providers: Collection[str] | None) -> tuple[bool, Any]:
+    if element.get("none") == "true":
+        return False, None
+    if name in SCALAR_FIELDS:
+        return _scalar(element, name, element.text or "")
+    value = _load_option(element)
+    if value is None:
+        return False, None
+    if name == "hook_events":
+        if not isinstance(value, Mapping):
+            raise OLXError(element, f"expected a mapping of events to true/false, got {value!r}")
+        return True, hook_events(element, value)
+    if not isinstance(value, list):
+        raise OLXError(element, f"expected a list, got {value!r}")
+    if name == "tests":
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise OLXError(element, f"each test must be a non-empty script, got {item!r}")
+        return True, list(value)
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise OLXError(element, f"each entry must be a mapping, got {item!r}")
+    if name == "ports":
+        return True, [port(element, item) for item in value]
+    return True, [provider(element, item, known_providers) for item in value]
+
+
+# --- parse ------------------------------------------------------------------------
+
+
+def pointer_path(element: etree._Element) -> str:
+    """Course-relative path of a pointer's file: ``hastexo/<dir of url_name>/<filename>.xml``."""
+    filename = element.get("filename", "")
+    url_name = element.get("url_name", "")
+    path = posixpath.join(TAG, posixpath.dirname(url_name), filename)
+    if not path.endswith(".xml"):
+        path += ".xml"
+    normal = posixpath.normpath(path)
+    # The file must stay inside the course's hastexo/ directory.
+    if normal != path or filename.startswith("/") or not normal.startswith(TAG + "/"):
+        raise OLXError(element, f"file {path!r} is outside the course's {TAG}/ directory", "filename")
+    return path
+
+
+def _read_pointer(element: etree._Element, load_file: Loader | None) -> etree._Element:
+    path = pointer_path(element)
+    if load_file is None:
+        raise OLXError(element, f"points to {path!r} but there is no course directory to read it from", "filename")
+    try:
+        data = load_file(path)
+    except Exception as error:  # any loader's "not found"/"unreadable" is the same problem to the author
+        raise OLXError(element, f"cannot read {path!r}: {error}", "filename") from None
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+    try:
+        root = etree.fromstring(data, parser=parser, base_url=path)
+    except etree.XMLSyntaxError as error:
+        raise OLXError(element, f"{path!r} is not well-formed XML: {error}", "filename") from None
+    if root.tag != TAG:
+        raise OLXError(root, f"the root element of {path!r} must be <{TAG}>")
+    if root.get("filename"):
+        raise OLXError(root, "a pointer's file cannot point to another file", "filename")
+    return root
+
+
+def parse(
+    node: etree._Element,
+    load_file: Loader | None = None,
+    known_providers: Collection[str] | None = None,
+) -> ParsedHastexo:
+    """Read a ``<hastexo>`` element (inline or pointer form) into field values and child elements.
+
+    ``load_file(path)`` returns the bytes (or text) of a course-relative file;
+    it is only called for the pointer form.  ``known_providers``, when given,
+    are the provider names a ``<provider>`` may name.  Raises
+    :class:`OLXError` for anything malformed; ``node`` is not modified.
+    """
+    parsed = ParsedHastexo()
+    # (element, attribute value) per attribute; the pointer's override the file's.
+    attributes: dict[str, tuple[etree._Element, str]] = {}
+    elements: list[etree._Element] = []
+    if node.get("filename"):
+        root = _read_pointer(node, load_file)
+        parsed.source = root.getroottree().docinfo.URL
+        attributes.update((name, (root, value)) for name, value in root.attrib.items())
+        elements.extend(root)
+    attributes.update((name, (node, value)) for name, value in node.attrib.items())
+    elements.extend(node)
+
+    for name, (element, value) in attributes.items():
+        if name in IGNORED_ATTRIBUTES:
+            continue
+        if name not in SCALAR_FIELDS:
+            raise OLXError(element, "unknown attribute", name)
+        is_set, converted = _scalar(element, name, value)
+        if is_set:
+            parsed.fields[name] = converted
+
+    # Which element supplied each structured field, to refuse conflicting forms.
+    given_by: dict[str, etree._Element] = {}
+
+    def claim(field_name: str, element: etree._Element, repeatable: bool) -> None:
+        earlier = given_by.get(field_name)
+        if earlier is not None and not (repeatable and earlier.tag == element.tag):
+            raise OLXError(element, f"{field_name} is already given by {describe(earlier)}")
+        given_by[field_name] = element
+
+    for element in elements:
+        if not isinstance(element.tag, str):  # comments, processing instructions
+            continue
+        qname = etree.QName(element)
+        if qname.namespace == OPTION_NS:
+            name = qname.localname
+            if name not in FIELD_NAMES:
+                raise OLXError(element, f"unknown option {name!r}")
+            if name in SCALAR_FIELDS and name in attributes:
+                raise OLXError(element, f"{name} is also given as an attribute")
+            claim(name, element, repeatable=False)
+            is_set, value = _option_value(element, name, known_providers)
+            if is_set:
+                parsed.fields[name] = value
+            continue
+        field_name = PLAIN_CHILDREN.get(element.tag) if qname.namespace is None else None
+        if field_name is None:
+            parsed.children.append(element)  # a child block (instructions etc.)
+            continue
+        # <test>, <port>, <provider> repeat; <hook_events> is given once.
+        claim(field_name, element, repeatable=element.tag != "hook_events")
+        if element.tag == "test":
+            if len(element):
+                raise OLXError(element, "a test holds script text, not elements")
+            parsed.fields.setdefault("tests", []).append(script_text(element, element.text))
+        elif element.tag == "port":
+            parsed.fields.setdefault("ports", []).append(port(element, dict(element.attrib)))
+        elif element.tag == "provider":
+            parsed.fields.setdefault("providers", []).append(provider(element, dict(element.attrib), known_providers))
+        else:
+            parsed.fields["hook_events"] = hook_events(element, dict(element.attrib))
+    return parsed
+
+
+# --- export -------------------------------------------------------------------------
+
+
+def _attribute_text(value: Any) -> str:
+    if value is None:
+        return ""  # unset: the field's default on import
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # repr round-trips exactly
+    return str(value)
+
+
+def _test_survives(script: str) -> bool:
+    """Whether ``<test>`` text (with the newline we prefix) parses back to exactly ``script``."""
+    # XML turns \r into \n; dedent reshapes indented or whitespace-only lines.
+    return (
+        bool(script.strip())
+        and "\r" not in script
+        and not _NOT_XML.search(script)
+        and textwrap.dedent(script) == script
+    )
+
+
+def _set(element: etree._Element, name: str, value: str) -> None:
+    try:
+        element.set(name, value)
+    except ValueError as error:  # characters XML cannot hold
+        raise OLXError(element, f"cannot export {value!r}: {error}", name) from None
+
+
+def export_into(
+    node: etree._Element, values: Mapping[str, Any], extra_attributes: Mapping[str, str] | None = None
+) -> etree._Element:
+    """Write ``values`` (field name → value) onto ``node`` as a ``<hastexo>`` element, and return it.
+
+    Every scalar field becomes an attribute (missing or ``None`` as ``""``),
+    sorted with ``extra_attributes`` by name; then ``<test>`` (CDATA),
+    ``<port>``, ``<provider>`` and ``<hook_events>`` children in list order.
+    A test whose text would not survive ``<test>`` parsing unchanged (common
+    indentation, whitespace-only lines, ``\\r``) makes all tests go out as one
+    JSON ``<option:tests>`` instead, so the round trip stays exact.  Child
+    blocks are the caller's to append afterwards.
+    """
+    node.tag = TAG
+    attributes = {name: _attribute_text(values.get(name)) for name in SCALAR_FIELDS}
+    attributes.update(extra_attributes or {})
+    for name in sorted(attributes):
+        _set(node, name, attributes[name])
+
+    tests = list(values.get("tests") or [])
+    if all(isinstance(script, str) and _test_survives(script) for script in tests):
+        for script in tests:
+            element = etree.SubElement(node, "test")
+            text = "\n" + script  # parse drops one leading newline: keeps the script's own
+            try:
+                # CDATA cannot hold "]]>"; escaped text says the same thing safely.
+                element.text = text if "]]>" in text else etree.CDATA(text)
+            except ValueError as error:
+                raise OLXError(element, f"cannot export test {script!r}: {error}") from None
+    elif tests:
+        option = etree.SubElement(node, f"{{{OPTION_NS}}}tests", nsmap={"option": OPTION_NS})
+        option.text = json.dumps(tests, ensure_ascii=True, indent=2)
+
+    for entry in values.get("ports") or []:
+        element = etree.SubElement(node, "port")
+        for key in PORT_KEYS:
+            if entry.get(key) is not None:
+                _set(element, key, _attribute_text(entry[key]))
+    for entry in values.get("providers") or []:
+        element = etree.SubElement(node, "provider")
+        for key in PROVIDER_KEYS:
+            if entry.get(key) is not None:
+                _set(element, key, _attribute_text(entry[key]))
+    events = values.get("hook_events") or {}
+    if events:
+        element = etree.SubElement(node, "hook_events")
+        for event in sorted(events):
+            _set(element, event, _attribute_text(bool(events[event])))
+    return node
+
+
+def export(values: Mapping[str, Any], children_xml: Iterable[etree._Element] = ()) -> etree._Element:
+    """A new ``<hastexo>`` element for ``values`` (see :func:`export_into`), then copies of ``children_xml``."""
+    node = export_into(etree.Element(TAG), values)
+    for child in children_xml:
+        node.append(copy.deepcopy(child))
+    return node
+
+
+def loader_for(runtime: Any, fallback: Loader | None = None) -> Loader | None:
+    """A :data:`Loader` reading course files through ``runtime.resources_fs`` (Open edX import), else ``fallback``.
+
+    Duck-typed on a PyFilesystem-like ``open(path, "rb")`` so this module
+    stays free of XBlock and fs imports.
+    """
+    resources = getattr(runtime, "resources_fs", None)
+    if resources is None:
+        return fallback
+
+    def load(path: str) -> bytes:
+        with resources.open(path, "rb") as handle:
+            return handle.read()
+
+    return load
