@@ -7,7 +7,6 @@ from io import BytesIO
 from typing import Any
 
 import pytest
-from fs.osfs import OSFS
 from lxml import etree
 from workbench.runtime import WorkbenchRuntime
 
@@ -256,11 +255,23 @@ def test_unknown_children_are_kept_as_child_blocks() -> None:
 # --- through the block on the workbench runtime ------------------------------------
 
 
+class CourseFiles:
+    """The part of Open edX's import ``resources_fs`` (a PyFilesystem) that olx.loader_for uses."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root.resolve()
+
+    def open(self, path: str, mode: str = "r"):
+        full = (self.root / path.lstrip("/")).resolve()
+        assert full.is_relative_to(self.root), path
+        return open(full, mode)
+
+
 def make_runtime(course: pathlib.Path | None = COURSE) -> WorkbenchRuntime:
     runtime = WorkbenchRuntime("student_1")
     runtime.id_generator.set_scenario("olx-tests")
     if course is not None:
-        runtime.resources_fs = OSFS(str(course))  # what Open edX's import runtime offers
+        runtime.resources_fs = CourseFiles(course)  # what Open edX's import runtime offers
     return runtime
 
 
