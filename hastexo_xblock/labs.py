@@ -26,6 +26,7 @@ from . import lifecycle, names, states
 from .conf import Settings, get_settings
 from .gateway import tickets
 from .models import Stack, transition
+from .usage import usage_seconds
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,12 @@ def status(
         lifecycle.recover(stack.pk)
         stack.refresh_from_db()
 
+    notice = ""
+    if (initialize or reset) and stack.status not in states.UP | states.PENDING:
+        refusal, notice = _usage_check(stack, settings)
+        if refusal:
+            return {**view(stack), "failed": True, "blocked": True, "error_msg": refusal}
+
     if initialize or reset:
         attempt = _claim_launch(stack, spec, settings, reset)
         if attempt is not None:
@@ -185,7 +192,29 @@ def status(
         elif stack.status in states.UP:
             keepalive(stack)
     stack.refresh_from_db()
-    return view(stack)
+    return {**view(stack), "notice": notice} if notice else view(stack)
+
+
+def _usage_check(stack: Stack, settings: Settings) -> tuple[str, str]:
+    """``(refusal, notice)`` for a launch under ``lab_usage_limit``; both empty when within it.
+
+    Policy ``block`` refuses the launch, ``warn`` lets it go on with a
+    notice, no policy only logs.
+    """
+    limit = settings["lab_usage_limit"]
+    if not limit:
+        return "", ""
+    used = usage_seconds(learner=stack.learner, anonymous_user_id=stack.anonymous_user_id)
+    if used < limit:
+        return "", ""
+    policy = settings["lab_usage_limit_breach_policy"]
+    log.info("stack %s: learner over the lab usage limit (%.0f of %d s; policy %s)", stack.name, used, limit, policy)
+    hours = limit / 3600
+    if policy == "block":
+        return _("You have used all of your lab time (%(hours).1f hours).") % {"hours": hours}, ""
+    if policy == "warn":
+        return "", _("You have used all of your lab time (%(hours).1f hours).") % {"hours": hours}
+    return "", ""
 
 
 def keepalive(stack: Stack) -> None:

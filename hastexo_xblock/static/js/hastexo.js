@@ -598,6 +598,9 @@
 
     handleStatus(s, gen) {
       const phaseText = typeof s.phase_text === 'string' && s.phase_text ? s.phase_text : '';
+      if (typeof s.notice === 'string' && s.notice) {
+        this.showNotice(s.notice, 'server');  // e.g. the lab usage limit's warning; text, never HTML
+      }
       if (s.failed) {
         const msg = typeof s.error_msg === 'string' && s.error_msg ? s.error_msg : '';
         this.showError(msg || _('Your lab could not be started.'));
