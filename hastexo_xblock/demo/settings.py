@@ -94,3 +94,8 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# Load the demo's Celery app with the settings, so that the Django process
+# sends its tasks to the demo's broker (Celery reads the CELERY_* settings
+# above lazily, on first use).
+from hastexo_xblock.demo.celery import app as celery_app  # noqa: E402, F401
