@@ -201,8 +201,7 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
         if port not in allowed:
             return _json_error("port is not one of the lab's ports", 400)
         self.port = port
-        stack = self._stack()
-        type(stack).objects.filter(pk=stack.pk).update(port=port)
+        labs.set_port(self._stack(), port)
         return {"port": port}
 
     @XBlock.handler

@@ -276,9 +276,6 @@ def load(raw: Mapping[str, Any] | None, secret_key: str = "") -> Settings:
     values = copy.deepcopy(DEFAULTS)
     for key, value in raw.items():
         values[key] = _CHECKS[key](key, value)
-    for key in DEFAULTS:
-        if key not in raw and key in ("js_timeouts",):
-            values[key] = dict(DEFAULTS[key])
     return Settings(values, secret_key)
 
 

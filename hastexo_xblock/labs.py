@@ -225,6 +225,11 @@ def keepalive(stack: Stack) -> None:
     )
 
 
+def set_port(stack: Stack, port: int) -> None:
+    """Remember the learner's port choice on the stack (the block has checked it is configured)."""
+    Stack.objects.filter(pk=stack.pk).update(port=port)
+
+
 def gateway_url(settings: Settings, base_url: str | None = None) -> str:
     """The websocket URL of the gateway, absolute (``ws://`` or ``wss://``).
 

@@ -109,7 +109,6 @@ def _create_once(
 def _wait_for(
     provider: Provider,
     name: str,
-    done: frozenset[str] | set[str],
     deadline: float,
     on_progress: Callable[[ProviderStack], None] | None = None,
     first_delay: float = 0.5,
@@ -121,9 +120,9 @@ def _wait_for(
     at most ``max_delay`` seconds after the provider finishes (the learner is
     waiting), at one cheap GET per launching lab and interval.
 
-    Returns the final :class:`ProviderStack` (whatever its status; the caller
-    checks it against ``done``).  Transient provider errors are retried until
-    ``deadline``; then ``TimeoutError`` is raised.
+    Returns the final :class:`ProviderStack` (whatever its status: the caller
+    checks it).  Transient provider errors are retried until ``deadline``;
+    then ``TimeoutError`` is raised.
     """
     delay = first_delay
     while True:
@@ -135,7 +134,7 @@ def _wait_for(
         if current is not None:
             if on_progress is not None:
                 on_progress(current)
-            if current.status in done or not current.status.endswith("_IN_PROGRESS"):
+            if not current.status.endswith("_IN_PROGRESS"):
                 return current
         remaining = deadline - CLOCK.monotonic()
         if remaining <= 0:
@@ -233,7 +232,6 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
             result = _wait_for(
                 provider,
                 stack.name,
-                {states.CREATE_COMPLETE, states.CREATE_FAILED},
                 deadline,
                 on_progress=_booting_progress(stack.pk, attempt),
             )
@@ -365,7 +363,7 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
                 "stack %s is %s on %s: deleting it before creating anew", stack.name, current.status, provider.name
             )
             _discard(provider, stack.name)
-            _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+            _wait_for(provider, stack.name, deadline)
             Stack.objects.filter(pk=stack.pk, attempt=attempt).update(host_key="")
         provider, result = _create(stack, attempt, settings, deadline)
     return _finish(stack, attempt, provider, result, resumed, settings, deadline)
@@ -375,7 +373,7 @@ def _delete_for_reset(stack: Stack, attempt: int, provider: Provider, current: P
     """Reset: delete the learner's stack and forget its outputs (a new one gets new keys)."""
     if current.status != states.DELETE_COMPLETE:
         _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
-        _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+        _wait_for(provider, stack.name, deadline)
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
         provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
     )
@@ -391,7 +389,6 @@ def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, d
     result = _wait_for(
         provider,
         stack.name,
-        {states.CREATE_COMPLETE, states.CREATE_FAILED},
         deadline,
         on_progress=_booting_progress(stack.pk, attempt),
     )
@@ -399,8 +396,16 @@ def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, d
         return result
     log.warning("interrupted create of %s ended %s: %s", stack.name, result.status, result.status_reason)
     _discard(provider, stack.name)
-    _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+    _wait_for(provider, stack.name, deadline)
     return None
+
+
+def _resume_and_wait(
+    provider: Provider, name: str, deadline: float, on_progress: Callable[[ProviderStack], None] | None = None
+) -> ProviderStack:
+    """Ask the provider to resume ``name`` and wait until it settles; return the final stack."""
+    _retrying(lambda: provider.resume(name), deadline, f"resume {name}")
+    return _wait_for(provider, name, deadline, on_progress=on_progress)
 
 
 def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack:
@@ -413,14 +418,7 @@ def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> 
         phase=states.PHASE_PROVIDER,
     )
     try:
-        _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name}")
-        result = _wait_for(
-            provider,
-            stack.name,
-            {states.RESUME_COMPLETE, states.RESUME_FAILED},
-            deadline,
-            on_progress=_booting_progress(stack.pk, attempt),
-        )
+        result = _resume_and_wait(provider, stack.name, deadline, on_progress=_booting_progress(stack.pk, attempt))
     except ProviderError as error:
         _suspend_again(provider, stack.name)
         raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
@@ -557,15 +555,20 @@ def run_hook(stack: Stack, event: str, settings: Settings, host: str | None = No
 
 
 def _hook_before_delete(
-    stack: Stack, provider: Provider, current: ProviderStack, deadline: float, settings: Settings
+    stack: Stack, provider: Provider, current: ProviderStack | None, deadline: float, settings: Settings
 ) -> None:
-    """Run the delete hook on the lab; a suspended lab is resumed for it first (best effort)."""
+    """Run the delete hook on the lab; a suspended lab is resumed for it first (best effort).
+
+    ``current`` is the provider's view of the stack if the caller has it; it
+    is looked up only when a delete hook is to run.
+    """
     if not hook_enabled(stack, "delete"):
         return
+    if current is None:
+        current = _retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}")
     if current.status in _RESUMABLE:
         try:
-            _retrying(lambda: provider.resume(stack.name), deadline, f"resume {stack.name} for its delete hook")
-            current = _wait_for(provider, stack.name, {states.RESUME_COMPLETE, states.RESUME_FAILED}, deadline)
+            current = _resume_and_wait(provider, stack.name, deadline)
         except (ProviderError, TimeoutError) as error:
             log.warning("stack %s: could not resume it for its delete hook: %s", stack.name, error)
             return
@@ -600,7 +603,7 @@ def suspend(stack_id: int) -> str:
     run_hook(stack, "suspend", settings)
     try:
         _retrying(lambda: provider.suspend(stack.name), deadline, f"suspend {stack.name}")
-        result = _wait_for(provider, stack.name, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED}, deadline)
+        result = _wait_for(provider, stack.name, deadline)
     except (ProviderError, TimeoutError) as error:
         log.warning("suspend of %s failed: %s", stack.name, error)
         transition(
@@ -641,11 +644,9 @@ def delete(stack_id: int) -> str:
     deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
     transition(stack_id, states.DELETE_IN_PROGRESS, allowed_from=states.DELETING)
     try:
-        _hook_before_delete(
-            stack, provider, _retrying(lambda: provider.get(stack.name), deadline, "look up"), deadline, settings
-        )
+        _hook_before_delete(stack, provider, None, deadline, settings)
         _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
-        result = _wait_for(provider, stack.name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline)
+        result = _wait_for(provider, stack.name, deadline)
     except (ProviderError, TimeoutError) as error:
         result = ProviderStack(stack.name, states.DELETE_FAILED, str(error))
     if result.status == states.DELETE_COMPLETE:
@@ -681,7 +682,7 @@ def delete_orphan(provider_name: str, name: str) -> str:
     provider = get_provider(provider_name, settings["providers"])
     deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
     _retrying(lambda: provider.delete(name), deadline, f"delete orphan {name}")
-    return _wait_for(provider, name, {states.DELETE_COMPLETE, states.DELETE_FAILED}, deadline).status
+    return _wait_for(provider, name, deadline).status
 
 
 def recover(stack_id: int) -> str:
