@@ -5,7 +5,8 @@ Topology (all in this process, each server in a thread with its own event loop):
     websockets client (test) ──ws──▶ uvicorn + gateway.asgi ──ssh──▶ asyncssh server ──pty──▶ bash
 
 The SSH server accepts only the generated client key and presents a generated
-host key, whose public line is pinned in ``Stack.host_key``.
+host key, whose public line is pinned in ``Stack.host_key``.  Each server's shell
+first prints its own banner, so a test can tell which endpoint it reached.
 """
 
 from __future__ import annotations
@@ -74,10 +75,14 @@ def _set_winsize(fd: int, cols: int, rows: int) -> None:
 
 
 class LabServer:
-    """An SSH server in its own thread; counts connections and shell sessions."""
+    """An SSH server in its own thread; counts connections and shell sessions.
 
-    def __init__(self, host_key: asyncssh.SSHKey, client_public: str, home: str) -> None:
+    Every shell starts by printing ``banner`` (then bash's output follows).
+    """
+
+    def __init__(self, host_key: asyncssh.SSHKey, client_public: str, home: str, banner: bytes = b"") -> None:
         self.host_key = host_key
+        self.banner = banner
         self.client_public = client_public
         self.home = home
         self.connections = 0
@@ -118,6 +123,8 @@ class LabServer:
     async def _shell(self, process: asyncssh.SSHServerProcess) -> None:
         self.sessions += 1
         self.active += 1
+        if self.banner:
+            process.stdout.write(self.banner)
         loop = asyncio.get_running_loop()
         master, slave = os.openpty()
         cols, rows = process.term_size[:2] if process.term_size[0] else (80, 24)
@@ -214,12 +221,34 @@ def keys() -> Keys:
     )
 
 
-@pytest.fixture(scope="module")
-def lab(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    server = LabServer(keys.host, Keys.public_line(keys.client), str(tmp_path_factory.mktemp("home")))
+MAIN_BANNER = b"[endpoint: main]\r\n"
+SECOND_BANNER = b"[endpoint: second]\r\n"
+IMPOSTOR_BANNER = b"[endpoint: impostor]\r\n"
+
+
+def _serve(host_key: asyncssh.SSHKey, keys: Keys, home: str, banner: bytes) -> Iterator[LabServer]:
+    server = LabServer(host_key, Keys.public_line(keys.client), home, banner)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """The lab's default SSH endpoint (``Stack.ssh_port``)."""
+    yield from _serve(keys.host, keys, str(tmp_path_factory.mktemp("home")), MAIN_BANNER)
+
+
+@pytest.fixture(scope="module")
+def second_lab(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """A further SSH endpoint of the same lab host: another port, the same host key."""
+    yield from _serve(keys.host, keys, str(tmp_path_factory.mktemp("home2")), SECOND_BANNER)
+
+
+@pytest.fixture(scope="module")
+def impostor_lab(keys: Keys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """An endpoint on another port that presents a host key other than the pinned one."""
+    yield from _serve(keys.other_host, keys, str(tmp_path_factory.mktemp("home3")), IMPOSTOR_BANNER)
 
 
 # --- the gateway: uvicorn serving the ASGI app --------------------------------------------
@@ -591,6 +620,133 @@ def test_host_key_pinning(gateway: Gateway, lab: LabServer, keys: Keys, caplog: 
     mismatch = [r for r in caplog.records if r.levelno == logging.ERROR and "host key mismatch" in r.getMessage()]
     assert mismatch, "a host key mismatch must be logged at ERROR"
     assert keys.client_private not in caplog.text
+
+
+def ports_spec(*servers: LabServer) -> dict[str, Any]:
+    """A ``Stack.spec`` offering each server's port, as authors configure ``ports``."""
+    return {"ports": [{"name": f"Endpoint {i}", "number": server.port} for i, server in enumerate(servers, 1)]}
+
+
+def test_ticket_port_selects_that_ssh_endpoint(
+    gateway: Gateway, lab: LabServer, second_lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hastexo_xblock")
+    stack = make_stack(keys, lab, spec=ports_spec(lab, second_lab))
+
+    async def scenario() -> None:
+        main_connections, second_sessions = lab.connections, second_lab.sessions
+        term = await open_terminal(gateway, ticket_for(stack, port=second_lab.port))
+        await term.expect_output(re.escape(SECOND_BANNER))
+        await term.expect_output(re.escape(PROMPT))
+        await term.type("echo $((6*7))\r")
+        await term.expect_output(rb"[\r\n]42\r\n")
+        assert MAIN_BANNER not in term.output
+        assert (second_lab.sessions, second_lab.active) == (second_sessions + 1, 1)
+        assert lab.connections == main_connections, "connected to the default endpoint as well"
+        await term.type("exit\r")
+        assert await term.expect_close() == 1000
+
+    asyncio.run(scenario())
+    wait_for(lambda: second_lab.active == 0)
+    assert f"terminal session open on port {second_lab.port}" in caplog.text
+
+
+def test_no_port_uses_the_default_endpoint(gateway: Gateway, lab: LabServer, second_lab: LabServer, keys: Keys) -> None:
+    stack = make_stack(keys, lab, spec=ports_spec(lab, second_lab))
+
+    async def scenario() -> None:
+        second_connections = second_lab.connections
+        # No port, and the default endpoint's own port chosen explicitly: both reach ssh_port.
+        for token in (ticket_for(stack), ticket_for(stack, port=lab.port)):
+            term = await open_terminal(gateway, token)
+            await term.expect_output(re.escape(MAIN_BANNER))
+            await term.expect_output(re.escape(PROMPT))
+            assert SECOND_BANNER not in term.output
+            await term.ws.close()
+            wait_for(lambda: lab.active == 0)
+        assert second_lab.connections == second_connections
+
+    asyncio.run(scenario())
+
+
+def test_port_not_offered_is_refused(
+    gateway: Gateway, lab: LabServer, second_lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hastexo_xblock")
+    # The lab offers only its default endpoint now; no ports at all; a malformed list.
+    narrowed = make_stack(keys, lab, spec=ports_spec(lab))
+    portless = make_stack(keys, lab, name="stack-b", learner="learner-b")
+    malformed = make_stack(keys, lab, name="stack-c", learner="learner-c", spec={"ports": "22"})
+    tokens = [
+        ticket_for(narrowed, port=second_lab.port),
+        ticket_for(portless, port=second_lab.port),
+        ticket_for(malformed, port=second_lab.port),
+    ]
+
+    async def scenario() -> None:
+        counts = (lab.connections, second_lab.connections)
+        for token in tokens:
+            async with connect(f"{gateway.ws_base}?ticket={token}", open_timeout=10) as ws:
+                term = Terminal(ws)
+                assert await term.expect_close() == 4403
+                assert term.messages == [{"type": "error", "message": "That port is not available for this lab."}]
+        assert (lab.connections, second_lab.connections) == counts, "an SSH connection was attempted"
+
+    asyncio.run(scenario())
+    refusals = [
+        r for r in caplog.records if r.levelno == logging.INFO and "is not offered by the lab" in r.getMessage()
+    ]
+    assert len(refusals) == 3
+    for token in tokens:
+        assert token.split(".")[1] not in caplog.text
+    assert keys.client_private not in caplog.text
+
+
+def test_other_endpoint_must_present_the_pinned_host_key(
+    gateway: Gateway, lab: LabServer, impostor_lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = make_stack(keys, lab, spec=ports_spec(lab, impostor_lab))
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack, port=impostor_lab.port), expect="")
+        assert await term.expect_close() == 1011
+        assert term.messages[-1] == {
+            "type": "error",
+            "message": "The lab's identity has changed; the connection was refused.",
+        }
+        assert IMPOSTOR_BANNER not in term.output
+        assert impostor_lab.sessions == 0
+
+    asyncio.run(scenario())
+    mismatch = [r for r in caplog.records if r.levelno == logging.ERROR and "host key mismatch" in r.getMessage()]
+    assert mismatch and str(impostor_lab.port) in mismatch[-1].getMessage()
+
+
+def test_port_allowed_and_target(keys: Keys) -> None:
+    from hastexo_xblock.gateway.terminal import SSHTarget
+
+    stack = Stack(
+        ip="10.0.0.5",
+        ssh_port=22,
+        ssh_user="training",
+        private_key=keys.client_private,
+        host_key=Keys.public_line(keys.host),
+        spec={"ports": [{"name": "Lab host", "number": 22}, {"name": "Second SSH", "number": "2222"}, {"name": "x"}]},
+    )
+    assert asgi.offered_ports(stack) == {22, 2222}
+    assert asgi.port_allowed(stack, None)
+    assert asgi.port_allowed(stack, 2222)
+    for port in (2223, True, "2222"):
+        assert not asgi.port_allowed(stack, port)  # type: ignore[arg-type]
+    assert asgi.offered_ports(Stack(spec={})) == frozenset()
+    assert asgi.offered_ports(Stack(spec={"ports": None})) == frozenset()
+
+    default, second = SSHTarget.from_stack(stack), SSHTarget.from_stack(stack, port=2222)
+    assert (default.host, default.port) == ("10.0.0.5", 22)
+    assert (second.host, second.port) == ("10.0.0.5", 2222)
+    # Same user, key and pinned host key: only the port differs.
+    for name in ("username", "private_key", "host_key"):
+        assert getattr(second, name) == getattr(default, name)
 
 
 def test_session_closes_when_stack_goes_down(

@@ -49,7 +49,21 @@ Close codes
 4010  the lab was suspended or deleted during the session; preceded by
       ``{"type":"status","status":"suspended"|"deleted"|<status>}``
 4400  the ticket's protocol is not supported here; error "protocol not supported yet"
+4403  the ticket names a port the lab does not offer (not, or no longer, one of the
+      numbers in ``Stack.spec["ports"]``); error "That port is not available for this
+      lab."  No SSH connection is attempted.
 ====  ==============================================================================
+
+Ports
+-----
+A ticket carries the learner's port choice (``port``, or ``None``).  ``None``
+means the lab's default endpoint, ``Stack.ip`` on ``Stack.ssh_port``.  A port is
+honoured only if it is one of the lab's configured ``Stack.spec["ports"]``
+numbers (checked again here although the ticket is signed: the lab may no
+longer offer it).  For SSH labs, the ports name further SSH endpoints of the
+lab host: the terminal connects to ``Stack.ip`` on that port with the same
+user and key and requires the same pinned host key.  Desktop protocols (RDP,
+VNC) will use the port to pick their endpoint once they are supported.
 
 Neither the ticket nor any key is ever logged or sent back; ticket failures
 are logged with their reason only.
@@ -101,11 +115,13 @@ CLOSE_BAD_TICKET = 4001
 CLOSE_NOT_RUNNING = 4004
 CLOSE_STACK_DOWN = 4010
 CLOSE_UNSUPPORTED = 4400
+CLOSE_PORT_NOT_OFFERED = 4403
 
 MSG_CONNECT_FAILED = "Could not connect to the lab."
 MSG_IDENTITY_CHANGED = "The lab's identity has changed; the connection was refused."
 MSG_NOT_RUNNING = "The lab is not running."
 MSG_UNSUPPORTED = "protocol not supported yet"
+MSG_PORT_NOT_OFFERED = "That port is not available for this lab."
 
 #: Terminal size bounds accepted from the browser.
 MIN_SIZE, MAX_SIZE = 1, 1000
@@ -162,6 +178,33 @@ def _load_stack(stack_id: int) -> Stack | None:
     return Stack.objects.filter(pk=stack_id).first()
 
 
+def offered_ports(stack: Stack) -> frozenset[int]:
+    """The port numbers the lab offers: ``number`` of each entry of ``stack.spec["ports"]``.
+
+    Entries without a usable whole number are skipped; a missing or malformed
+    list offers nothing.
+    """
+    spec = stack.spec if isinstance(stack.spec, dict) else {}
+    entries = spec.get("ports")
+    numbers: set[int] = set()
+    for entry in entries if isinstance(entries, list) else []:
+        number = entry.get("number") if isinstance(entry, dict) else None
+        if isinstance(number, bool):
+            continue
+        try:
+            numbers.add(int(number))
+        except (TypeError, ValueError):
+            continue
+    return frozenset(numbers)
+
+
+def port_allowed(stack: Stack, port: int | None) -> bool:
+    """Whether a ticket's ``port`` may be used: ``None`` (the default endpoint) or an offered port."""
+    if port is None:
+        return True
+    return isinstance(port, int) and not isinstance(port, bool) and port in offered_ports(stack)
+
+
 # --- the terminal session ---------------------------------------------------------
 
 
@@ -174,12 +217,14 @@ class TerminalSession:
     """
 
     def __init__(self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Stack) -> None:
+        """Bind to ``stack``; the SSH endpoint is the ticket's port if it has one (the caller
+        has checked it with :func:`port_allowed`), else the stack's ``ssh_port``."""
         self._receive = receive
         self._send_raw = send
         self._ticket = ticket
         self._stack_id: int = stack.pk
         self._stack_label = f"{stack.pk}/{stack.name}"
-        self._target = SSHTarget.from_stack(stack)
+        self._target = SSHTarget.from_stack(stack, port=ticket.port)
         self._suspend_timeout = suspend_timeout_for(stack, get_settings()["suspend_timeout"])
         self._read_only = bool(ticket.read_only)
         self._size: tuple[int, int] = DEFAULT_SIZE
@@ -336,7 +381,7 @@ class TerminalSession:
                 return
             await self._send_json({"type": "status", "status": "connected"})
             mode = " (read-only)" if self._read_only else ""
-            logger.info("stack %s: terminal session open%s", self._stack_label, mode)
+            logger.info("stack %s: terminal session open on port %d%s", self._stack_label, self._target.port, mode)
 
             output = asyncio.create_task(self._pump_output(terminal), name="gateway-ssh-output")
             tasks.append(output)
@@ -388,6 +433,19 @@ async def _reject(send: Send, code: int) -> None:
     await send({"type": "websocket.close", "code": code})
 
 
+async def _refuse(send: Send, stack_id: int, message: str, code: int) -> None:
+    """Accept, send ``{"type":"error","message":message}`` and close with ``code``.
+
+    Accepting first lets the browser be told why (a refused handshake carries no reason).
+    """
+    await send({"type": "websocket.accept"})
+    try:
+        await send({"type": "websocket.send", "text": json.dumps({"type": "error", "message": message})})
+        await send({"type": "websocket.close", "code": code})
+    except Exception as error:
+        logger.debug("websocket for stack %s: client gone: %s", stack_id, type(error).__name__)
+
+
 async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
     message = await receive()
     if message.get("type") != "websocket.connect":
@@ -434,21 +492,18 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
         await _reject(send, CLOSE_BAD_TICKET)
         return
 
-    if stack is None or ticket.protocol != "ssh" or stack.status not in states.UP:
-        # Accept so the browser can be told why (a refused handshake carries no reason).
-        await send({"type": "websocket.accept"})
-        if stack is None or stack.status not in states.UP:
-            status = "missing" if stack is None else stack.status
-            logger.info("websocket for stack %s refused: lab not running (%s)", ticket.stack_id, status)
-            message, code = MSG_NOT_RUNNING, CLOSE_NOT_RUNNING
-        else:
-            logger.info("websocket for stack %s refused: protocol %r not supported", ticket.stack_id, ticket.protocol)
-            message, code = MSG_UNSUPPORTED, CLOSE_UNSUPPORTED
-        try:
-            await send({"type": "websocket.send", "text": json.dumps({"type": "error", "message": message})})
-            await send({"type": "websocket.close", "code": code})
-        except Exception as error:
-            logger.debug("websocket for stack %s: client gone: %s", ticket.stack_id, type(error).__name__)
+    if stack is None or stack.status not in states.UP:
+        status = "missing" if stack is None else stack.status
+        logger.info("websocket for stack %s refused: lab not running (%s)", ticket.stack_id, status)
+        await _refuse(send, ticket.stack_id, MSG_NOT_RUNNING, CLOSE_NOT_RUNNING)
+        return
+    if ticket.protocol != "ssh":
+        logger.info("websocket for stack %s refused: protocol %r not supported", ticket.stack_id, ticket.protocol)
+        await _refuse(send, ticket.stack_id, MSG_UNSUPPORTED, CLOSE_UNSUPPORTED)
+        return
+    if not port_allowed(stack, ticket.port):
+        logger.info("websocket for stack %s refused: port %r is not offered by the lab", ticket.stack_id, ticket.port)
+        await _refuse(send, ticket.stack_id, MSG_PORT_NOT_OFFERED, CLOSE_PORT_NOT_OFFERED)
         return
 
     if not tracker.running:

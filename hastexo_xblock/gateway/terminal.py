@@ -8,6 +8,12 @@ that key (and only it) as the trusted keys of this one connection, so neither
 gateway runs under has any say.  A stack without a pinned key is refused
 outright; we never connect unpinned.
 
+The endpoint is ``Stack.ip`` on ``Stack.ssh_port``, unless the caller passes a
+port (the learner's choice from the lab's configured ``ports``, already
+checked by the caller): for SSH labs those ports name further SSH endpoints of
+the same lab host, so the same user, private key and pinned host key apply —
+an endpoint presenting any other host key is refused like the default one.
+
 Errors are reported as :class:`TerminalError` subclasses whose message is safe
 for the log (it never contains key material) but not meant for the browser:
 the caller shows a generic text.
@@ -69,11 +75,16 @@ class SSHTarget:
     host_key: str = field(repr=False)
 
     @classmethod
-    def from_stack(cls, stack: Any) -> SSHTarget:
-        """Build a target from a ``Stack`` row (``ip``, ``ssh_port``, ``ssh_user``, keys)."""
+    def from_stack(cls, stack: Any, port: int | None = None) -> SSHTarget:
+        """Build a target from a ``Stack`` row (``ip``, ``ssh_port``, ``ssh_user``, keys).
+
+        ``port``, when given, replaces ``ssh_port`` (another SSH endpoint of the
+        same host; the caller has checked it is one the lab offers).  Everything
+        else, the pinned host key included, is the stack's.
+        """
         return cls(
             host=stack.ip or "",
-            port=int(stack.ssh_port or 22),
+            port=int(port) if port is not None else int(stack.ssh_port or 22),
             username=stack.ssh_user or "",
             private_key=stack.private_key or "",
             host_key=stack.host_key or "",
