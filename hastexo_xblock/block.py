@@ -9,21 +9,44 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import yaml
 from web_fragments.fragment import Fragment
 from webob import Response
 from xblock.core import XBlock
+from xblock.exceptions import JsonHandlerError
 from xblock.fields import Boolean, Dict, Float, Integer, List, Scope, String
+from xblock.scorable import ScorableXBlockMixin, Score
 from xblock.utils.resources import ResourceLoader
 from xblock.utils.settings import XBlockWithSettingsMixin
 from xblock.utils.studio_editable import StudioEditableXBlockMixin
+from xblock.validation import ValidationMessage
 
-from . import compat, labs, olx
+from . import authoring, checks, compat, labs, olx
 from .conf import get_settings
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
+
+
+class _StudioYamlDumper(yaml.SafeDumper):
+    """Writes multi-line strings (test scripts) as literal ``|`` blocks, as an author would."""
+
+
+_StudioYamlDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text.strip("\n") or text.endswith("\n") else None
+    ),
+)
+
+
+def _yaml_text(value: Any) -> str:
+    """A list or mapping as the YAML text Studio shows (empty text for an empty value)."""
+    if not value:
+        return ""
+    return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def _json_error(message: str, status: int) -> Response:
@@ -33,52 +56,134 @@ def _json_error(message: str, status: int) -> Response:
 @XBlock.needs("user")
 @XBlock.wants("settings")
 @XBlock.needs("i18n")
-class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
+class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
     """A lab environment (one or many VMs) for the learner, inside the unit."""
 
     block_settings_key = "hastexo"
     has_children = True
-    has_score = False  # grading arrives with progress checks
+    has_score = True
     public_dir = "static"
     resources_dir = ""
 
-    display_name = String(default=_("Lab"), scope=Scope.settings, help=_("Title of the lab unit"))
-    weight = Float(default=1, scope=Scope.settings, help=_("Weight of this lab in grading"))
-    stack_user_name = String(default="", scope=Scope.settings, help=_("User name to log in to the lab as"))
+    display_name = String(
+        display_name=_("Display name"), default=_("Lab"), scope=Scope.settings, help=_("Title of the lab unit")
+    )
+    weight = Float(
+        display_name=_("Weight"),
+        default=1,
+        scope=Scope.settings,
+        help=_("Weight of this lab in grading (the score is the share of tests passed)"),
+    )
+    stack_user_name = String(
+        display_name=_("Lab user name"), default="", scope=Scope.settings, help=_("User name to log in to the lab as")
+    )
     stack_protocol = String(
-        default="ssh", scope=Scope.settings, values=["ssh", "rdp", "vnc"], help=_("How the learner reaches the lab")
+        display_name=_("Protocol"),
+        default="ssh",
+        scope=Scope.settings,
+        values=["ssh", "rdp", "vnc"],
+        help=_("How the learner reaches the lab"),
     )
-    stack_template_path = String(default="", scope=Scope.settings, help=_("Template file in the course's files"))
-    launch_timeout = Integer(default=None, scope=Scope.settings, help=_("Seconds a launch may take (setting if empty)"))
+    stack_template_path = String(
+        display_name=_("Template path"),
+        default="",
+        scope=Scope.settings,
+        help=_("Template file in the course's files (Files & Uploads)"),
+    )
+    launch_timeout = Integer(
+        display_name=_("Launch timeout"),
+        default=None,
+        scope=Scope.settings,
+        help=_("Seconds a launch may take (empty: the platform's setting)"),
+    )
     suspend_timeout = Integer(
-        default=None, scope=Scope.settings, help=_("Idle seconds before the lab is suspended (setting if empty)")
+        display_name=_("Suspend timeout"),
+        default=None,
+        scope=Scope.settings,
+        help=_("Idle seconds before the lab is suspended (empty: the platform's setting)"),
     )
-    stack_key_type = String(default="", scope=Scope.settings, help=_("Key pair for the lab: '', 'rsa' or 'ed25519'"))
+    stack_key_type = String(
+        display_name=_("Key type"),
+        default="",
+        scope=Scope.settings,
+        values=["", "rsa", "ed25519"],
+        help=_("Key pair the worker makes for the lab ('' if the template makes its own)"),
+    )
     delete_age = Integer(
-        default=None, scope=Scope.settings, help=_("Seconds a suspended lab is kept before deletion (setting if empty)")
+        display_name=_("Delete age"),
+        default=None,
+        scope=Scope.settings,
+        help=_("Seconds a suspended lab is kept before deletion (empty: the platform's setting)"),
     )
-    read_only = Boolean(default=False, scope=Scope.settings, help=_("Show the lab without accepting input"))
-    hidden = Boolean(default=False, scope=Scope.settings, help=_("Launch the lab without showing it"))
-    ports = List(default=[], scope=Scope.settings, help=_("Ports the learner may choose: [{name, number}]"))
+    read_only = Boolean(
+        display_name=_("Read-only"), default=False, scope=Scope.settings, help=_("Show the lab without accepting input")
+    )
+    hidden = Boolean(
+        display_name=_("Hidden"),
+        default=False,
+        scope=Scope.settings,
+        help=_("Launch the lab in the background without showing it"),
+    )
+    ports = List(
+        display_name=_("Ports"),
+        default=[],
+        scope=Scope.settings,
+        help=_("YAML list of ports the learner may choose, e.g. - {name: Desktop, number: 5901}"),
+    )
     providers = List(
-        default=[], scope=Scope.settings, help=_("Providers in order: [{name, capacity, template, environment}]")
+        display_name=_("Providers"),
+        default=[],
+        scope=Scope.settings,
+        help=_("YAML list, in order: - {name: NAME, capacity: N, template: PATH, environment: PATH}"),
     )
-    tests = List(default=[], scope=Scope.content, help=_("Progress check scripts"))
-    hook_script = String(default="", scope=Scope.settings, help=_("Script run on lifecycle events"))
-    hook_events = Dict(default={}, scope=Scope.settings, help=_("Events the hook runs on: suspend, resume, delete"))
-    progress_check_label = String(default=_("Check Progress"), scope=Scope.settings)
-    show_feedback = Boolean(default=True, scope=Scope.settings)
-    show_hints_on_error = Boolean(default=True, scope=Scope.settings)
-    progress_check_result_heading = String(default=_("Progress check result"), scope=Scope.settings)
+    tests = List(
+        display_name=_("Tests"),
+        default=[],
+        scope=Scope.content,
+        help=_("YAML list of scripts run on the lab by Check Progress; exit 0 passes, standard error is the hint"),
+    )
+    hook_script = String(
+        display_name=_("Hook script"),
+        default="",
+        scope=Scope.settings,
+        help=_("Script in the course's files run on the lab with the event as argument"),
+    )
+    hook_events = Dict(
+        display_name=_("Hook events"),
+        default={},
+        scope=Scope.settings,
+        help=_("YAML mapping of events the hook runs on, e.g. {suspend: true, resume: true, delete: false}"),
+    )
+    progress_check_label = String(
+        display_name=_("Check button label"), default=_("Check Progress"), scope=Scope.settings
+    )
+    show_feedback = Boolean(
+        display_name=_("Show feedback"),
+        default=True,
+        scope=Scope.settings,
+        help=_("Tell the learner how many tasks they completed"),
+    )
+    show_hints_on_error = Boolean(
+        display_name=_("Show hints"),
+        default=True,
+        scope=Scope.settings,
+        help=_("Show the failing tests' hints"),
+    )
+    progress_check_result_heading = String(
+        display_name=_("Result heading"), default=_("Progress check result"), scope=Scope.settings
+    )
     enable_fullscreen = String(
+        display_name=_("Full screen"),
         default="inherit",
         scope=Scope.settings,
         values=["true", "false", "inherit"],
-        help=_("Offer a full-window view of the lab ('inherit' follows the setting)"),
+        help=_("Offer a full-window view of the lab ('inherit' follows the platform's setting)"),
     )
 
-    # The learner's choices.
+    # The learner's choices and results.
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
+    check_id = Integer(default=None, scope=Scope.user_state, help=_("The learner's latest progress check"))
+    score = Dict(default={}, scope=Scope.user_state, help=_("Raw score of the latest check: earned, possible"))
 
     editable_fields = (
         "display_name",
@@ -87,6 +192,11 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
         "stack_user_name",
         "stack_protocol",
         "stack_key_type",
+        "providers",
+        "ports",
+        "tests",
+        "hook_script",
+        "hook_events",
         "launch_timeout",
         "suspend_timeout",
         "delete_age",
@@ -129,6 +239,10 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
     def student_view(self, context: dict | None = None) -> Fragment:
         """The lab unit for the learner: instructions, the lab area, the controls."""
         settings = get_settings()
+        last_check = None
+        if self.tests and self.check_id:
+            # Record a check that finished after the learner left the page.
+            last_check = self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
         frag = Fragment()
         children_html = []
         for child_id in self.children:
@@ -145,7 +259,8 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
                     "instructions_layout": settings["instructions_layout"],
                     "children_html": "".join(children_html),
                     "progress_check_label": self.progress_check_label,
-                    "show_check": False,
+                    "show_check": bool(self.tests),
+                    "progress_check_result_heading": self.progress_check_result_heading,
                     "ports": self.ports,
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
@@ -170,6 +285,8 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
                 "ports": self.ports,
                 "protocol": self.stack_protocol,
                 "enable_fullscreen": self._fullscreen(),
+                "has_tests": bool(self.tests),
+                "last_check": last_check,
             },
         )
         return frag
@@ -222,6 +339,128 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
             return _json_error(str(error), 409)
         return Response(json_body={"url": url}, headerlist=[("Cache-Control", "no-store")])
 
+    @XBlock.json_handler
+    def check_progress(self, data: dict[str, Any], suffix: str = ""):
+        """Start a progress check (or return the one running): the :meth:`get_check_status` JSON."""
+        try:
+            check = checks.start(self._stack(), self._block_id(), list(self.tests))
+        except checks.CheckError as error:
+            return _json_error(str(error), 409)
+        self.check_id = check.pk
+        return self._check_view(check)
+
+    @XBlock.json_handler
+    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+        """The learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (see ``checks.view``).
+
+        A finished check's score is stored and published here, once.
+        """
+        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+
+    # --- scoring -----------------------------------------------------------------
+
+    def _block_id(self) -> str:
+        return str(self.scope_ids.usage_id)
+
+    def _check_view(self, check) -> dict[str, Any]:
+        if check is not None and check.status == check.DONE:
+            self._record(check)
+        return checks.view(check, show_feedback=self.show_feedback, show_hints_on_error=self.show_hints_on_error)
+
+    def _record(self, check) -> None:
+        """Store a finished check's score and publish the grade (once per check)."""
+        if checks.claim_recording(check):
+            score = Score(raw_earned=float(check.passed), raw_possible=float(check.total))
+            self.set_score(score)
+            self._publish_grade(score)
+
+    def max_score(self) -> float:
+        """Raw points possible: one per test script."""
+        return float(len(self.tests))
+
+    def has_submitted_answer(self) -> bool:
+        return bool(self.score)
+
+    def get_score(self) -> Score:
+        if not self.score:
+            return Score(raw_earned=0.0, raw_possible=self.max_score())
+        return Score(raw_earned=self.score["raw_earned"], raw_possible=self.score["raw_possible"])
+
+    def set_score(self, score: Score) -> None:
+        self.score = {"raw_earned": float(score.raw_earned), "raw_possible": float(score.raw_possible)}
+
+    def calculate_score(self) -> Score:
+        """The latest recorded check's result (rescoring does not run the tests again)."""
+        return self.get_score()
+
+    # --- Studio ------------------------------------------------------------------
+
+    def _make_field_info(self, field_name: str, field) -> dict[str, Any]:
+        """Studio's form entry for a field; lists and mappings are edited as YAML text."""
+        info = super()._make_field_info(field_name, field)
+        if field_name in authoring.YAML_FIELDS:
+            info["type"] = "text"
+            info["value"] = _yaml_text(field.read_from(self))
+            info["default"] = _yaml_text(field.default)
+        return info
+
+    @XBlock.json_handler
+    def submit_studio_edits(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+        """Studio's Save: read the YAML-edited fields, then validate and save (``validate_field_data``).
+
+        A YAML syntax error is refused (400) with its line and column; nothing is saved.
+        """
+        values = dict(data.get("values") or {}) if isinstance(data, dict) else {}
+        problems = []
+        for name in authoring.YAML_FIELDS:
+            if isinstance(values.get(name), str):
+                try:
+                    values[name] = authoring.parse_yaml_field(name, values[name])
+                except authoring.AuthoringError as error:
+                    problems.append(error.message)
+        if problems:
+            raise JsonHandlerError(400, {"messages": [{"type": "error", "text": text} for text in problems]})
+        save = StudioEditableXBlockMixin.submit_studio_edits.__wrapped__  # the mixin's handler body
+        return save(self, {**data, "values": values}, suffix)
+
+    def validate_field_data(self, validation, data) -> None:
+        """Check the values about to be saved (``data``); each problem names the field and what is wrong."""
+        values = {name: getattr(data, name) for name in olx.FIELD_NAMES}
+        for problem in authoring.validate(values, known_providers=list(get_settings()["providers"])):
+            validation.add(ValidationMessage(ValidationMessage.ERROR, problem.message))
+
+    @property
+    def allowed_nested_blocks(self) -> list[str]:
+        """Block types authors can add as the lab's instructions: html, and video/pdf/markdown when installed."""
+        return authoring.installed_child_types(XBlock.load_class)
+
+    def author_view(self, context: dict | None = None) -> Fragment:
+        """Studio's view: the lab's settings at a glance, problems first, then the instruction blocks."""
+        frag = Fragment()
+        children = []
+        for child_id in self.children:
+            child = self.runtime.get_block(child_id)
+            child_frag = child.render("student_view", context or {})
+            frag.add_fragment_resources(child_frag)
+            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
+        values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
+        problems = authoring.validate(values, known_providers=list(get_settings()["providers"]))
+        frag.add_content(
+            loader.render_django_template(
+                "templates/hastexo_author.html",
+                {
+                    "display_name": self.display_name,
+                    "summary": authoring.summary(values),
+                    "problems": [problem.message for problem in problems],
+                    "children": children,
+                    "supported_types": ", ".join(self.allowed_nested_blocks),
+                },
+                i18n_service=self.runtime.service(self, "i18n"),
+            )
+        )
+        frag.add_css_url(self.runtime.local_resource_url(self, "static/css/hastexo-author.css"))
+        return frag
+
     # --- OLX -------------------------------------------------------------------------
 
     @classmethod
@@ -261,16 +500,43 @@ class HastexoXBlock(XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
                 """
                 <vertical_demo>
                   <hastexo display_name="Linux basics" stack_template_path="linux-basics.yaml"
-                           stack_user_name="learner">
+                           stack_user_name="learner" hook_script="linux-basics-hook.sh">
+                    <test><![CDATA[
+                      if ! [ -f ~/notes.txt ]; then
+                        echo "There is no file notes.txt in your home directory yet." >&2
+                        exit 1
+                      fi
+                      if ! grep -qx "I was here" ~/notes.txt; then
+                        echo "notes.txt does not have a line that reads exactly: I was here" >&2
+                        exit 1
+                      fi
+                    ]]></test>
+                    <test><![CDATA[
+                      script=~/projects/hello.sh
+                      if ! [ -x "$script" ]; then
+                        echo "projects/hello.sh does not exist or is not executable (try chmod +x)." >&2
+                        exit 1
+                      fi
+                      if [ "$("$script" 2>/dev/null)" != "Hello, world" ]; then
+                        echo "projects/hello.sh runs, but does not print: Hello, world" >&2
+                        exit 1
+                      fi
+                    ]]></test>
+                    <hook_events suspend="true" resume="true" delete="false"/>
                     <html_demo><div>
                       <h2>Linux basics</h2>
-                      <p>Your own Linux lab starts below. When the prompt appears, try:</p>
-                      <ul>
-                        <li><code>ls</code> to see the files in your home directory,</li>
-                        <li><code>cat welcome.txt</code> to read the welcome note,</li>
-                        <li><code>echo $$((6*7))</code> to let the shell do some arithmetic.</li>
-                      </ul>
-                      <p>Leave the page and come back later: your lab is paused and resumed as you left it.</p>
+                      <p>Your own Linux lab starts below. When the prompt appears, try
+                         <code>ls</code>, <code>cat welcome.txt</code> and
+                         <code>echo $$((6*7))</code>. Then do these two tasks:</p>
+                      <ol>
+                        <li>Create a file <code>notes.txt</code> in your home directory
+                            with the line <code>I was here</code>.</li>
+                        <li>Write a script <code>projects/hello.sh</code> that prints
+                            <code>Hello, world</code>, and make it executable.</li>
+                      </ol>
+                      <p>Click <b>Check Progress</b> to see how you are doing. Leave the page and come
+                         back later: your lab is paused and resumed as you left it (see
+                         <code>.lab-events</code>).</p>
                     </div></html_demo>
                   </hastexo>
                 </vertical_demo>

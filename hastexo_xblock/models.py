@@ -190,3 +190,44 @@ class OrphanSighting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.name} (since {self.first_seen:%Y-%m-%d %H:%M})"
+
+
+class Check(models.Model):
+    """One progress check: the author's test scripts run on a learner's lab.
+
+    Created by the block's handler (``checks.start``), run by a worker
+    (``checks.run``, which reads the lab's keys from the stack row, never
+    from the task), recorded as the learner's score by the block once done.
+    The scripts are copied here so the worker runs exactly what the learner
+    checked against.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    ACTIVE = (PENDING, RUNNING)
+
+    stack = models.ForeignKey(Stack, on_delete=models.CASCADE, related_name="checks")
+    #: The usage id of the block that started it (several blocks can share a stack).
+    block_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, default=PENDING, db_index=True)
+    tests = models.JSONField(default=list)
+    #: Per test, in order: ``{"passed": bool, "hint": str, "timed_out": bool}``.
+    results = models.JSONField(default=list, blank=True)
+    passed = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error_msg = models.TextField(blank=True, default="")
+    #: After this the check counts as lost (worker gone) and another may start.
+    deadline = models.DateTimeField()
+    #: Set once the block has stored the score and published the grade.
+    recorded = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        app_label = "hastexo_xblock"
+        indexes = [models.Index(fields=["stack", "status"], name="hastexo_check_active")]
+
+    def __repr__(self) -> str:
+        return f"<Check {self.pk} stack={self.stack_id} {self.status} {self.passed}/{self.total}>"

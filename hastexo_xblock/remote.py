@@ -7,10 +7,11 @@ code through :func:`run_sync`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncssh
@@ -81,11 +82,112 @@ async def wait_for_ssh(
 
 @dataclass(frozen=True)
 class RemoteResult:
-    """What a script run on the lab returned."""
+    """What a script run on the lab returned (output capped, see :func:`run_scripts`)."""
 
     exit_status: int
     stdout: str
     stderr: str
+    #: The script was stopped because it ran out of time (``exit_status`` is -1).
+    timed_out: bool = False
+
+
+#: Bytes of each output stream kept per script; the rest is read and dropped.
+OUTPUT_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Login:
+    """Where and how to log in to a lab: address, user, key, and the only host key trusted."""
+
+    host: str
+    port: int
+    user: str
+    private_key: str = field(repr=False)
+    host_key: str = field(repr=False)
+
+
+def _connect(login: Login, connect_timeout: float) -> Any:
+    if not login.host_key:
+        raise asyncssh.Error(0, "no pinned host key for the lab")
+    known_hosts = asyncssh.import_known_hosts(
+        f"[{login.host}]:{login.port} {login.host_key}\n" if login.port != 22 else f"{login.host} {login.host_key}\n"
+    )
+    return asyncssh.connect(
+        login.host,
+        login.port,
+        client_keys=[asyncssh.import_private_key(login.private_key)],
+        known_hosts=known_hosts,
+        config=None,
+        agent_path=None,
+        connect_timeout=max(0.1, connect_timeout),
+        # No user name configured: asyncssh's default (the worker's own user).
+        **({"username": login.user} if login.user else {}),
+    )
+
+
+async def _read_capped(stream: Any, limit: int) -> str:
+    kept: list[str] = []
+    size = 0
+    while True:
+        chunk = await stream.read(16384)
+        if not chunk:
+            return "".join(kept)
+        if size < limit:
+            kept.append(chunk[: limit - size])
+            size += len(kept[-1])
+
+
+async def _run_one(connection: Any, command: str, script: str, timeout: float) -> RemoteResult:
+    """Run one script on an open connection; a script past ``timeout`` is killed and marked timed out."""
+    process = await connection.create_process(command, encoding="utf-8", errors="replace")
+    try:
+        process.stdin.write(script)
+        process.stdin.write_eof()
+        outputs = asyncio.gather(_read_capped(process.stdout, OUTPUT_LIMIT), _read_capped(process.stderr, OUTPUT_LIMIT))
+        stdout, stderr = await asyncio.wait_for(outputs, timeout)
+        await asyncio.wait_for(process.wait_closed(), max(0.1, min(5.0, timeout)))
+    except TimeoutError:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.kill()  # servers that honour signal requests stop it at once
+        process.close()  # and closing the channel hangs it up everywhere else
+        return RemoteResult(-1, "", "", timed_out=True)
+    status = process.exit_status if process.exit_status is not None else -1
+    return RemoteResult(status, stdout, stderr)
+
+
+async def run_scripts(
+    login: Login,
+    scripts: Sequence[str],
+    *,
+    script_timeout: float,
+    total_timeout: float,
+    args: Sequence[str] = (),
+) -> list[RemoteResult]:
+    """Run each of ``scripts`` with bash on the lab, in order, over one SSH connection.
+
+    Each script travels on standard input (``bash -s -- ARGS``): nothing is
+    written to the lab's disk first, and nothing depends on SFTP.  Only the
+    pinned host key is trusted.  A script gets ``script_timeout`` seconds and
+    all of them together ``total_timeout``; a script that runs out of time is
+    stopped and its result has ``timed_out`` set, and scripts the total left no
+    time for are not started (also ``timed_out``).  Output beyond
+    :data:`OUTPUT_LIMIT` per stream is dropped.  Returns one result per
+    script.  Raises ``OSError``/``asyncssh.Error``/``TimeoutError`` when the
+    lab cannot be reached or logged in to in time.
+    """
+    deadline = time.monotonic() + total_timeout
+    command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
+    results: list[RemoteResult] = []
+    async with asyncio.timeout(min(30.0, total_timeout)):
+        connection = await _connect(login, min(30.0, total_timeout))
+    async with connection:
+        for script in scripts:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                results.append(RemoteResult(-1, "", "", timed_out=True))
+                continue
+            results.append(await _run_one(connection, command, script, min(script_timeout, remaining)))
+    return results
 
 
 async def run_script(
@@ -98,37 +200,14 @@ async def run_script(
     args: Sequence[str] = (),
     timeout: float = 300.0,
 ) -> RemoteResult:
-    """Run ``script`` on the lab with bash, ``args`` as its arguments; return exit status and output.
+    """Run one ``script`` on the lab (see :func:`run_scripts`) with ``args``.
 
-    The script travels on standard input (``bash -s -- ARGS``): nothing is
-    written to the lab's disk first, and nothing depends on SFTP.  Only the
-    pinned ``host_key`` is trusted.  Raises ``TimeoutError`` when the script
-    runs longer than ``timeout`` seconds (the session is closed), and
-    ``OSError``/``asyncssh.Error`` when the lab cannot be reached.
+    Raises ``TimeoutError`` when it runs longer than ``timeout`` seconds (it
+    is stopped), and ``OSError``/``asyncssh.Error`` when the lab cannot be
+    reached.
     """
-    if not host_key:
-        raise asyncssh.Error(0, "no pinned host key for the lab")
-    known_hosts = asyncssh.import_known_hosts(f"[{host}]:{port} {host_key}\n" if port != 22 else f"{host} {host_key}\n")
-    key = asyncssh.import_private_key(private_key)
-    command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
-
-    async def run() -> RemoteResult:
-        async with asyncssh.connect(
-            host,
-            port,
-            client_keys=[key],
-            known_hosts=known_hosts,
-            config=None,
-            agent_path=None,
-            connect_timeout=min(timeout, 30.0),
-            # No user name configured: asyncssh's default (the worker's own user).
-            **({"username": user} if user else {}),
-        ) as connection:
-            result = await connection.run(command, input=script, check=False)
-            status = result.exit_status if result.exit_status is not None else -1
-            return RemoteResult(status, str(result.stdout or ""), str(result.stderr or ""))
-
-    try:
-        return await asyncio.wait_for(run(), timeout)
-    except TimeoutError:
-        raise TimeoutError(f"the script did not finish within {timeout:.0f} s") from None
+    login = Login(host, port, user, private_key, host_key)
+    [result] = await run_scripts(login, [script], script_timeout=timeout, total_timeout=timeout, args=args)
+    if result.timed_out:
+        raise TimeoutError(f"the script did not finish within {timeout:.0f} s")
+    return result

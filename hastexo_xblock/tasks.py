@@ -17,7 +17,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from . import jobs, lifecycle
+from . import checks, jobs, lifecycle
 from .conf import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,18 @@ def delete_orphan(provider_name: str, name: str) -> str:
     return lifecycle.delete_orphan(provider_name, name)
 
 
+@shared_task(name="hastexo_xblock.check", **_COMMON)
+def check(check_id: int) -> str:
+    """Run progress check ``check_id`` on its lab (see ``checks.run``)."""
+    try:
+        return checks.run(check_id)
+    except SoftTimeLimitExceeded:
+        checks.interrupted(check_id)
+        return "error"
+
+
 _LIMITS = {
+    "check": "check_timeout",
     "launch": "launch_timeout",
     "suspend": "suspend_task_timeout",
     "delete": "delete_task_timeout",
@@ -87,6 +98,7 @@ def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
         "suspender": suspender,
         "reaper": reaper,
         "delete_orphan": delete_orphan,
+        "check": check,
     }[task_name]
     options: dict[str, Any] = {}
     if settings["task_queue"]:

@@ -71,6 +71,8 @@ XBLOCK_SETTINGS = {
         "providers": _providers,
         "gateway_url": "ws://127.0.0.1:1/ws",
         "template_dir": os.environ.get("HASTEXO_TEST_TEMPLATE_DIR", os.path.join(_here, "templates")),
+        # Further keys for a worker subprocess (a test sets them in its own process with hastexo_settings).
+        **json.loads(os.environ.get("HASTEXO_TEST_SETTINGS_JSON") or "{}"),
     }
 }
 

@@ -148,6 +148,8 @@
       readOnly: !!c.read_only,
       hidden: !!c.hidden,
       fullscreen: !!c.enable_fullscreen,
+      hasTests: !!c.has_tests,
+      lastCheck: c.last_check && typeof c.last_check === 'object' ? c.last_check : null,
     };
   }
 
@@ -185,6 +187,11 @@
         retry: q('hastexo-retry'),
         reconnect: q('hastexo-reconnect'),
         fullscreen: q('hastexo-fullscreen'),
+        checkButton: q('hastexo-check-button'),
+        checkStatus: q('hastexo-check-status'),
+        checkResult: q('hastexo-check-result'),
+        checkMessage: q('hastexo-check-message'),
+        checkHints: q('hastexo-check-hints'),
       };
       // No terminal in hidden mode (the template leaves the lab area out).
       this.hidden = this.config.hidden || !this.ui.terminal;
@@ -220,6 +227,9 @@
       this.lastSentSize = '';
       this.encoder = new TextEncoder();
 
+      this.checkGen = 0;
+      this.checkTimer = null;
+
       this.keepaliveTimer = null;
       this.tickTimer = null;
       this.noticeTimer = null;
@@ -237,6 +247,9 @@
       const tickMs = Math.min(5000, Math.max(250, Math.floor(this.config.timeouts.idle / 4)));
       this.tickTimer = setInterval(() => this.tick(), tickMs);
       this.beginLaunch({ initialize: true });
+      if (this.config.lastCheck) {
+        this.handleCheck(this.config.lastCheck, ++this.checkGen);
+      }
     }
 
     destroy() {
@@ -244,6 +257,7 @@
         return;
       }
       this.destroyed = true;
+      this.cancelCheckPoll();
       this.cancelPoll();
       this.cancelReconnect();
       this.closeSocket();
@@ -310,6 +324,7 @@
         }
       };
       click(ui.reset, () => this.confirmReset());
+      click(ui.checkButton, () => this.startCheck());
       click(ui.resume, () => this.resume());
       click(ui.retry, () => {
         this.reconnectAttempts = 0;
@@ -533,6 +548,125 @@
           clearTimeout(timer);
         }
       }
+    }
+
+    /* ---- progress checks ---- */
+
+    async startCheck() {
+      if (this.destroyed) {
+        return;
+      }
+      this.markActivity();
+      const gen = ++this.checkGen;
+      this.setChecking(true, _('Checking your progress…'));
+      let data;
+      try {
+        data = await this.post('check_progress', {});
+      } catch (err) {
+        if (gen === this.checkGen && !this.destroyed) {
+          this.setChecking(false, '');
+          this.showCheckError(err.message || _('Your progress could not be checked.'));
+        }
+        return;
+      }
+      if (gen === this.checkGen && !this.destroyed) {
+        this.handleCheck(data, gen);
+      }
+    }
+
+    cancelCheckPoll() {
+      this.checkGen += 1;
+      clearTimeout(this.checkTimer);
+      this.checkTimer = null;
+    }
+
+    async pollCheck(gen) {
+      let data;
+      try {
+        data = await this.post('get_check_status', {});
+      } catch (err) {
+        if (gen !== this.checkGen || this.destroyed) {
+          return;
+        }
+        if (err.status === 0) {
+          // The network hiccuped: keep waiting for the result.
+          this.checkTimer = setTimeout(() => this.pollCheck(gen), this.config.timeouts.check);
+          return;
+        }
+        this.setChecking(false, '');
+        this.showCheckError(err.message || _('Your progress could not be checked.'));
+        return;
+      }
+      if (gen === this.checkGen && !this.destroyed) {
+        this.handleCheck(data, gen);
+      }
+    }
+
+    handleCheck(d, gen) {
+      const status = String(d.status || '');
+      if (status === 'pending' || status === 'running') {
+        this.setChecking(true, _('Checking your progress…'));
+        clearTimeout(this.checkTimer);
+        this.checkTimer = setTimeout(() => this.pollCheck(gen), this.config.timeouts.check);
+        return;
+      }
+      this.setChecking(false, '');
+      if (status === 'done') {
+        this.showCheckResult(d);
+      } else if (status === 'error') {
+        this.showCheckError(typeof d.error_msg === 'string' && d.error_msg
+          ? d.error_msg : _('Your progress could not be checked.'));
+      }
+    }
+
+    setChecking(busy, text) {
+      const ui = this.ui;
+      if (ui.checkButton) {
+        ui.checkButton.disabled = busy;
+        ui.checkButton.setAttribute('aria-busy', busy ? 'true' : 'false');
+      }
+      if (ui.checkStatus) {
+        ui.checkStatus.textContent = text;
+      }
+    }
+
+    // Everything here comes from the server or a test script: text only.
+    renderCheck(message, hints, kind) {
+      const ui = this.ui;
+      if (!ui.checkResult) {
+        return;
+      }
+      ui.checkResult.classList.remove('hastexo-check-complete', 'hastexo-check-failed');
+      if (kind) {
+        ui.checkResult.classList.add(kind);
+      }
+      if (ui.checkMessage) {
+        ui.checkMessage.textContent = message;
+      }
+      if (ui.checkHints) {
+        ui.checkHints.replaceChildren(...hints.map((hint) => {
+          const item = document.createElement('li');
+          item.textContent = hint;
+          return item;
+        }));
+      }
+      ui.checkResult.hidden = false;
+    }
+
+    showCheckResult(d) {
+      const hints = Array.isArray(d.hints) ? d.hints.filter((h) => typeof h === 'string' && h) : [];
+      const total = Number(d.total);
+      const passed = Number(d.pass);
+      let kind = null;
+      if (Number.isFinite(total) && total > 0) {
+        kind = passed >= total ? 'hastexo-check-complete' : 'hastexo-check-failed';
+      }
+      const message = typeof d.message === 'string' && d.message ? d.message : _('Your progress has been checked.');
+      this.renderCheck(message, hints, kind);
+    }
+
+    showCheckError(message) {
+      this.renderCheck(message, [], 'hastexo-check-failed');
     }
 
     /* ---- status polling ---- */

@@ -1,0 +1,263 @@
+"""Studio authoring: check an author's field values before they are saved; helpers for the author view.
+
+Pure: imports PyYAML and :mod:`olx`, never XBlock.  Ports, providers and hook
+events are checked with the OLX import rules (:func:`olx.port`,
+:func:`olx.provider`), so whatever Studio accepts also exports and imports.
+Every message starts with the field's Studio label (:data:`FIELD_LABELS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import olx
+
+CHILD_BLOCK_TYPES: tuple[str, ...] = ("html", "video", "pdf", "markdown")
+
+FIELD_LABELS: dict[str, str] = {
+    "display_name": "Display name",
+    "weight": "Weight",
+    "stack_user_name": "Lab user name",
+    "stack_protocol": "Protocol",
+    "stack_template_path": "Template path",
+    "launch_timeout": "Launch timeout",
+    "suspend_timeout": "Suspend timeout",
+    "delete_age": "Delete age",
+    "stack_key_type": "Key type",
+    "ports": "Ports",
+    "providers": "Providers",
+    "tests": "Tests",
+    "hook_script": "Hook script",
+    "hook_events": "Hook events",
+    "enable_fullscreen": "Full screen",
+}
+# Fields Studio edits as YAML text, and their empty value's type.
+YAML_FIELDS: dict[str, type] = {"ports": list, "providers": list, "tests": list, "hook_events": dict}
+# Non-empty defaults of fields validate() reads (a missing key counts as its default, other fields as empty).
+DEFAULTS: dict[str, Any] = {"weight": 1, "stack_protocol": "ssh", "stack_key_type": "", "enable_fullscreen": "inherit"}
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem with one field: ``field`` is the field name, ``message`` starts with its label."""
+
+    field: str
+    message: str
+
+
+class AuthoringError(ValueError):
+    """A Studio value that cannot be read at all (e.g. YAML syntax); ``str()`` is the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def as_problem(self) -> FieldProblem:
+        return FieldProblem(self.field, self.message)
+
+
+def _label(field: str) -> str:
+    return FIELD_LABELS.get(field, field)
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def validate(values: Mapping[str, Any], known_providers: Collection[str] | None = None) -> list[FieldProblem]:
+    """Every problem with ``values`` (field name → value, as it would be saved), in field order; ``[]`` when fine.
+
+    Pass all the block's values after the edit: a missing key counts as the
+    field's default (cross-field rules need them all).  ``known_providers``,
+    when given, are the provider names the settings configure.  Never raises
+    for bad values; does not modify ``values``.
+    """
+    problems: list[FieldProblem] = []
+
+    def problem(field: str, message: str, where: str = "") -> None:
+        problems.append(FieldProblem(field, f"{_label(field)}{where}: {message}"))
+
+    def get(field: str) -> Any:
+        return values.get(field, DEFAULTS.get(field))
+
+    weight = get("weight")
+    try:
+        if olx._float(None, weight) < 0:
+            problem("weight", f"must be 0 or more, got {weight!r}")
+    except olx.OLXError as error:
+        problem("weight", error.problem)
+
+    providers = _check_providers(get("providers"), known_providers, problem)
+    if not _text(get("stack_template_path")) and not (providers and all(_text(p.get("template")) for p in providers)):
+        problem("stack_template_path", "a lab needs a template (or every provider entry needs its own template)")
+    if not _text(get("stack_user_name")):
+        problem("stack_user_name", "a lab needs the user name to log in as over SSH (terminal, checks and hooks)")
+    for field in ("launch_timeout", "suspend_timeout", "delete_age"):
+        value = get(field)
+        if value is None or value == "":
+            continue
+        try:
+            if olx._int(None, value) <= 0:
+                problem(field, f"must be a positive number of seconds, or empty to use the setting, got {value!r}")
+        except olx.OLXError as error:
+            problem(field, f"{error.problem} (seconds, or empty to use the setting)")
+    for field, choices in olx.CHOICE_FIELDS.items():
+        value = get(field)
+        if not isinstance(value, str) or value not in choices:
+            problem(field, f"expected one of {', '.join(c or '(empty)' for c in choices)}, got {value!r}")
+
+    _check_ports(get("ports"), problem)
+    _check_tests(get("tests"), problem)
+    _check_hooks(get("hook_events"), get("hook_script"), problem)
+    order = list(FIELD_LABELS)
+    return sorted(problems, key=lambda p: order.index(p.field))  # stable: items keep their order
+
+
+Report = Callable[..., None]
+
+
+def _entries(field: str, value: Any, report: Report, kind: type = Mapping) -> list[tuple[int, Any]]:
+    """``(item number, item)`` for each item of list ``value`` that is a ``kind``; reports the rest."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        report(field, f"expected a list, got {value!r}")
+        return []
+    wanted = "a mapping of keys to values" if kind is Mapping else "the text of a script"
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, kind):
+            report(field, f"expected {wanted}, got {item!r}", f", item {number}")
+    return [(number, item) for number, item in enumerate(value, 1) if isinstance(item, kind)]
+
+
+def _olx_problem(field: str, number: int, error: olx.OLXError, report: Report) -> None:
+    where = f", item {number}" + (f", {error.attribute}" if error.attribute else "")
+    report(field, error.problem, where)
+
+
+def _check_ports(value: Any, report: Report) -> None:
+    seen: dict[int, int] = {}
+    for number, item in _entries("ports", value, report):
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            report("ports", f"a port needs a name to show the learner, got {name!r}", f", item {number}")
+        try:
+            port = olx.port(None, item)["number"]
+        except olx.OLXError as error:
+            _olx_problem("ports", number, error, report)
+            continue
+        if port in seen:
+            report("ports", f"port number {port} is already used by item {seen[port]}", f", item {number}")
+        seen.setdefault(port, number)
+
+
+def _check_providers(
+    value: Any, known_providers: Collection[str] | None, report: Report
+) -> list[Mapping[str, Any]] | None:
+    """Report provider problems; return the entries when the list is sound (for the template rule)."""
+    seen: dict[str, int] = {}
+    entries = _entries("providers", value, report)
+    sound = value is None or (isinstance(value, list | tuple) and len(entries) == len(value))
+    for number, item in entries:
+        try:
+            name = olx.provider(None, item, known_providers)["name"]
+        except olx.OLXError as error:
+            _olx_problem("providers", number, error, report)
+            sound = False
+            continue
+        if name in seen:
+            report("providers", f"provider {name!r} is already listed as item {seen[name]}", f", item {number}")
+        seen.setdefault(name, number)
+    return [item for _, item in entries] if sound else None
+
+
+def _check_tests(value: Any, report: Report) -> None:
+    for number, script in _entries("tests", value, report, str):
+        if not script.strip():
+            report("tests", "a test needs a script, this one is empty or only whitespace", f", item {number}")
+
+
+def _check_hooks(events: Any, script: Any, report: Report) -> None:
+    if events is None:
+        events = {}
+    if not isinstance(events, Mapping):
+        report("hook_events", f"expected a mapping of events to true/false, got {events!r}")
+        return
+    for key, on in events.items():
+        if key not in olx.HOOK_EVENTS:
+            report("hook_events", f"unknown event {key!r} (events: {', '.join(olx.HOOK_EVENTS)})")
+        elif not isinstance(on, bool):
+            report("hook_events", f"expected true or false, got {on!r}", f", {key}")
+    named = [key for key in olx.HOOK_EVENTS if events.get(key) is True]
+    if named and not _text(script):
+        report("hook_script", f"the {_label('hook_events')} setting names events ({', '.join(named)}) but no script")
+
+
+def parse_yaml_field(field: str, text: str) -> Any:
+    """The value of YAML-edited ``field`` (see :data:`YAML_FIELDS`) from Studio's ``text``.
+
+    Empty text (or only comments) gives the field's empty value, ``[]`` or
+    ``{}``.  Raises :class:`AuthoringError` for an unknown field or a YAML
+    syntax error (with its line and column).  The shape is :func:`validate`'s job.
+    """
+    if field not in YAML_FIELDS:
+        raise AuthoringError(field, f"{_label(field)}: not a field edited as YAML")
+    if not (text or "").strip():
+        return YAML_FIELDS[field]()
+    try:
+        value = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "syntax error"
+        if error.context and problem.startswith("but "):  # "…expected a single document…, but found another…"
+            problem = f"{error.context}, {problem}"
+        raise AuthoringError(field, f"{_label(field)}: not valid YAML{where}: {problem}") from None
+    except yaml.YAMLError as error:
+        raise AuthoringError(field, f"{_label(field)}: not valid YAML: {' '.join(str(error).split())}") from None
+    return YAML_FIELDS[field]() if value is None else value
+
+
+def _loads(load_class: Callable[[str], Any], name: str) -> bool:
+    try:
+        load_class(name)
+    except Exception:  # a missing plugin shows up as any of several errors
+        return False
+    return True
+
+
+def installed_child_types(load_class: Callable[[str], Any]) -> list[str]:
+    """The :data:`CHILD_BLOCK_TYPES` whose class ``load_class`` (``XBlock.load_class``) loads; ``html`` always."""
+    return [name for name in CHILD_BLOCK_TYPES if name == "html" or _loads(load_class, name)]
+
+
+def summary(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(label, text)`` pairs describing the lab for the author view; tolerant of invalid values."""
+
+    def entries(field: str) -> list[Mapping[str, Any]]:
+        value = values.get(field)
+        return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list | tuple) else []
+
+    providers = [
+        f"{p.get('name')} (capacity {p.get('capacity') if p.get('capacity') not in (None, '') else -1})"
+        for p in entries("providers")
+    ]
+    ports = [f"{p.get('name') or '?'} ({p.get('number')})" for p in entries("ports")]
+    tests = values.get("tests")
+    events = values.get("hook_events")
+    named = [key for key in olx.HOOK_EVENTS if isinstance(events, Mapping) and events.get(key) is True]
+    return [
+        (_label("stack_template_path"), str(values.get("stack_template_path") or "(none)")),
+        (_label("stack_protocol"), str(values.get("stack_protocol") or "ssh")),
+        (_label("stack_user_name"), str(values.get("stack_user_name") or "(none)")),
+        (_label("providers"), ", ".join(providers) or "every configured provider, in settings order"),
+        (_label("ports"), ", ".join(ports) or "(none)"),
+        (_label("tests"), str(len(tests) if isinstance(tests, list | tuple) else 0)),
+        (_label("hook_script"), str(values.get("hook_script") or "(none)")),
+        (_label("hook_events"), ", ".join(named) or "(none)"),
+    ]
