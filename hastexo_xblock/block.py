@@ -517,8 +517,10 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                         echo "projects/hello.sh does not exist or is not executable (try chmod +x)." >&2
                         exit 1
                       fi
-                      if [ "$("$script" 2>/dev/null)" != "Hello, world" ]; then
-                        echo "projects/hello.sh runs, but does not print: Hello, world" >&2
+                      printed=$("$script" 2>&1 | head -c 300)
+                      if [ "$printed" != "Hello, world" ]; then
+                        echo "projects/hello.sh should print: Hello, world" >&2
+                        echo "It printed: $printed" >&2
                         exit 1
                       fi
                     ]]></test>

@@ -3,8 +3,10 @@
 Starts the demo exactly as the README does (minus the virtualenv step: the
 test runs inside it), opens the "Linux basics" scenario in headless Chromium
 (Debian's, never a downloaded one), waits for the shell prompt, types
-``echo $((6*7))``, expects ``42``, and saves a screenshot under the test
-output directory.  Stopping the demo must stop every process it started,
+``echo $((6*7))``, expects ``42``; then checks progress (0 of 2 with two
+hints), does the first task and a wrong second one whose output is markup
+(its hint shows it as text), fixes it and sees "2 of 2".  Screenshots of the
+unit go to the test output directory.  Stopping the demo must stop every process it started,
 lab hosts included.
 
 Without Chromium the test is skipped, except where ``CI`` or
@@ -89,6 +91,29 @@ def demo(tmp_path):
     log.close()
 
 
+def type_command(page, command):
+    """Type ``command`` in the terminal and wait for the prompt to come back."""
+    rows = "document.querySelector('.hastexo-terminal .xterm-rows')"
+    marker = f"done-{time.monotonic_ns()}"
+    page.click(".hastexo-terminal")  # the focus was on the check button
+    page.keyboard.type(f"{command}; echo {marker[:5]}''{marker[5:]}\n")  # the echo, not the typing, shows it
+    page.wait_for_function(f"{rows}.innerText.includes({marker!r})", timeout=15_000)
+
+
+def check_progress(page):
+    """Click "Check Progress" and return the result shown: message and hints, as text."""
+    page.click(".hastexo-check-button")
+    page.wait_for_function(
+        "(() => { const b = document.querySelector('.hastexo-check-button');"
+        " return b.disabled === false && !document.querySelector('.hastexo-check-result').hidden; })()",
+        timeout=30_000,
+    )
+    return page.evaluate(
+        "({message: document.querySelector('.hastexo-check-message').textContent,"
+        " hints: [...document.querySelectorAll('.hastexo-check-hints li')].map((li) => li.textContent)})"
+    )
+
+
 def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
     from playwright.sync_api import sync_playwright
 
@@ -100,6 +125,11 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
         started = time.monotonic()
         try:
             page.goto(demo["url"] + "?student=browser-learner")
+            # The workbench's fixed header would cover the unit in screenshots.
+            page.evaluate(
+                "document.querySelectorAll('body *').forEach((el) => {"
+                " if (['fixed', 'sticky'].includes(getComputedStyle(el).position)) el.style.position = 'static'; })"
+            )
             page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=60_000)
             connected = time.monotonic() - started
             rows = "document.querySelector('.hastexo-terminal .xterm-rows')"
@@ -111,8 +141,30 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
                 f"\nbrowser: connected {connected:.2f} s after opening the unit; "
                 f"42 after {time.monotonic() - started:.2f} s"
             )
+
+            # Check progress before doing anything: 0 of 2, with both hints.
+            result = check_progress(page)
+            assert result["message"] == "You completed 0 of 2 tasks.", result
+            assert len(result["hints"]) == 2 and "notes.txt" in result["hints"][0], result
+
+            # First task done; the script prints markup, which its hint shows as text.
+            type_command(page, "echo 'I was here' > notes.txt")
+            type_command(page, "echo 'echo \"<b id=pwn>bold</b><script>window.pwned=1</script>\"' > projects/hello.sh")
+            type_command(page, "chmod +x projects/hello.sh")
+            result = check_progress(page)
+            assert result["message"] == "You completed 1 of 2 tasks.", result
+            assert "It printed: <b id=pwn>bold</b><script>window.pwned=1</script>" in result["hints"][0], result
+            assert page.evaluate("document.getElementById('pwn') === null && window.pwned === undefined")
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-check-hint.png"))
+
+            # Second task done: 2 of 2.
+            type_command(page, "echo 'echo \"Hello, world\"' > projects/hello.sh")
+            started_check = time.monotonic()
+            result = check_progress(page)
+            print(f"browser: check progress answered in {time.monotonic() - started_check:.2f} s")
+            assert result == {"message": "You completed 2 of 2 tasks.", "hints": []}, result
         finally:
-            page.screenshot(path=os.path.join(output_dir, "browser-linux-basics.png"))
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-linux-basics.png"))
             browser.close()
     assert errors == []
 

@@ -35,6 +35,7 @@
   const CLOSE_SUSPENDED = 4010;
 
   const POLL_START_MS = 1000;
+  const CHECK_POLL_START_MS = 250;
   const POLL_FACTOR = 1.5;
   const JITTER = 0.2;
   const RECONNECT_BASE_MS = 1000;
@@ -558,6 +559,7 @@
       }
       this.markActivity();
       const gen = ++this.checkGen;
+      this.checkPolls = 0;
       this.setChecking(true, _('Checking your progress…'));
       let data;
       try {
@@ -607,9 +609,14 @@
       if (status === 'pending' || status === 'running') {
         this.setChecking(true, _('Checking your progress…'));
         clearTimeout(this.checkTimer);
-        this.checkTimer = setTimeout(() => this.pollCheck(gen), this.config.timeouts.check);
+        // Most checks take well under a second: ask soon, then back off to
+        // the configured interval.
+        this.checkPolls = (this.checkPolls || 0) + 1;
+        const delay = Math.min(this.config.timeouts.check, CHECK_POLL_START_MS * Math.pow(2, this.checkPolls - 1));
+        this.checkTimer = setTimeout(() => this.pollCheck(gen), delay);
         return;
       }
+      this.checkPolls = 0;
       this.setChecking(false, '');
       if (status === 'done') {
         this.showCheckResult(d);
