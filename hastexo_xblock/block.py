@@ -261,7 +261,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "progress_check_label": self.progress_check_label,
                     "show_check": bool(self.tests),
                     "progress_check_result_heading": self.progress_check_result_heading,
-                    "ports": self.ports,
+                    "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
             )
@@ -309,14 +309,20 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
 
     @XBlock.json_handler
     def set_port(self, data: dict[str, Any], suffix: str = ""):
-        """``{port}`` → ``{port}``: select one of the configured ports."""
-        allowed = {int(p["number"]) for p in self.ports if "number" in p}
-        try:
-            port = int(data.get("port"))
-        except (TypeError, ValueError, AttributeError):
-            return _json_error("port must be a number", 400)
-        if port not in allowed:
-            return _json_error("port is not one of the lab's ports", 400)
+        """``{port}`` → ``{port}``: select one of the configured ports (``null``: the lab's default).
+
+        The choice is remembered for the learner and on their stack; the
+        next ticket (the page reconnects at once) carries it.
+        """
+        raw = data.get("port") if isinstance(data, dict) else None
+        port = None
+        if raw is not None and raw != "":
+            try:
+                port = int(raw)
+            except (TypeError, ValueError):
+                return _json_error("port must be a number", 400)
+            if port not in labs.configured_ports(self.ports):
+                return _json_error("port is not one of the lab's ports", 400)
         self.port = port
         labs.set_port(self._stack(), port)
         return {"port": port}
@@ -332,7 +338,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 stack,
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
-                port=self.port,
+                port=self.port if self.port in labs.configured_ports(self.ports) else None,
                 base_url=request.host_url,
             )
         except labs.LabError as error:

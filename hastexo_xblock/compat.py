@@ -60,16 +60,38 @@ def django_user(block: Any) -> Any:
     return get_user_model().objects.filter(pk=user_id).first()
 
 
+def _request_user() -> Any:
+    """The Django user of the current request (edx-platform keeps it with ``crum``), or ``None``."""
+    try:
+        from crum import get_current_user
+    except ImportError:
+        return None
+    return get_current_user()
+
+
 def acting_user_id(block: Any) -> str:
-    """Who is acting (differs from the learner when staff view as a learner)."""
+    """Who is acting: the learner, or the staff member viewing the course as that learner.
+
+    When staff use "View this course as" a specific learner, edx-platform
+    runs the block as the learner (so they get the learner's lab through the
+    same flow) and keeps the staff user as ``request.user.real_user``; this
+    returns ``"<staff> as <learner>"`` then, for the ticket and the logs.
+    """
     user = _current_user(block)
     opt_attrs = getattr(user, "opt_attrs", {}) or {}
-    return str(
+    learner = str(
         opt_attrs.get("edx-platform.username")
         or opt_attrs.get("xblock-workbench.user_id")
         or block.scope_ids.user_id
         or ""
     )
+    request_user = _request_user()
+    real_user = getattr(request_user, "real_user", None)
+    if real_user is not None and real_user is not request_user:
+        staff = getattr(real_user, "username", "") or str(getattr(real_user, "pk", ""))
+        if staff and staff != learner:
+            return f"{staff} as {learner}"
+    return learner
 
 
 def read_course_file(course: str | None, path: str, template_dir: str | None) -> str:

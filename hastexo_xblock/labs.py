@@ -225,8 +225,19 @@ def keepalive(stack: Stack) -> None:
     )
 
 
-def set_port(stack: Stack, port: int) -> None:
-    """Remember the learner's port choice on the stack (the block has checked it is configured)."""
+def configured_ports(ports: list[dict[str, Any]]) -> set[int]:
+    """The port numbers among an author's ``ports`` entries (malformed entries are skipped)."""
+    numbers = set()
+    for entry in ports or ():
+        try:
+            numbers.add(int(entry["number"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return numbers
+
+
+def set_port(stack: Stack, port: int | None) -> None:
+    """Remember the learner's port choice on the stack (``None``: the default; the caller has checked it)."""
     Stack.objects.filter(pk=stack.pk).update(port=port)
 
 
@@ -260,13 +271,16 @@ def ticket_url(
     settings = get_settings()
     if stack.status not in states.UP:
         raise LabError(_("Your lab is not running."))
+    port = port if port is not None else stack.port
+    if port is not None and port not in configured_ports(stack.spec.get("ports") or []):
+        port = None  # a choice the lab no longer offers: the default endpoint
     token = tickets.mint(
         settings.ticket_secret,
         stack_id=stack.pk,
         stack_name=stack.name,
         learner=stack.anonymous_user_id,
         protocol=stack.protocol,
-        port=port if port is not None else stack.port,
+        port=port,
         read_only=read_only,
         actor=actor,
         ttl=settings["ticket_ttl"],

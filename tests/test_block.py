@@ -7,6 +7,7 @@ from webob import Request
 from workbench.runtime import WorkbenchRuntime
 
 from hastexo_xblock import states
+from hastexo_xblock.conf import get_settings
 from hastexo_xblock.gateway import tickets
 from hastexo_xblock.models import Stack
 
@@ -102,7 +103,6 @@ def test_broker_down_is_an_error_not_a_trap(monkeypatch):
 
 
 def test_ticket_only_for_a_running_lab_and_bound_to_the_learner(sent, settings):
-    from hastexo_xblock.conf import get_settings
 
     block = make_block()
     code, body = call(block, "get_ticket")
@@ -160,3 +160,64 @@ def test_workbench_scenario_is_linux_basics():
 
     [(title, xml)] = HastexoXBlock.workbench_scenarios()
     assert title == "Linux basics" and "<html_demo>" in xml and 'stack_template_path="linux-basics.yaml"' in xml
+
+
+def test_set_port_can_go_back_to_the_default_and_the_ticket_follows(sent):
+    block = make_block()
+    call(block, "get_user_stack_status", {"initialize": True})
+    stack = Stack.objects.get()
+    bring_up(stack.pk)
+    Stack.objects.filter(pk=stack.pk).update(spec={"ports": [{"name": "web", "number": 8080}]})
+    secret = get_settings().ticket_secret
+
+    def ticket_port():
+        return tickets.verify(secret, call(block, "get_ticket")[1]["url"].split("ticket=")[1]).port
+
+    assert call(block, "set_port", {"port": 8080}) == (200, {"port": 8080})
+    assert ticket_port() == 8080
+    assert call(block, "set_port", {"port": None}) == (200, {"port": None})
+    assert ticket_port() is None and Stack.objects.get().port is None
+    # A port the lab no longer offers is not put in a ticket.
+    Stack.objects.filter(pk=stack.pk).update(port=8080, spec={"ports": []})
+    assert ticket_port() is None
+
+
+def test_the_port_selector_lists_the_ports_as_text(sent):
+    xml = XML.replace('"name": "web"', '"name": "&lt;b&gt;web&lt;/b&gt;"')
+    html = make_block(xml=xml).student_view({}).content
+    assert '<option value="8080">&lt;b&gt;web&lt;/b&gt; (8080)</option>' in html
+
+
+def test_staff_viewing_as_a_learner_get_the_learners_lab_and_the_ticket_names_them(sent, monkeypatch):
+    class Staff:
+        username = "staff_member"
+
+    class Learner:
+        real_user = Staff()
+
+    learner_block = make_block("learner_one")
+    call(learner_block, "get_user_stack_status", {"initialize": True})
+    stack = Stack.objects.get()
+    bring_up(stack.pk)
+
+    # edx-platform runs the block as the learner and keeps the staff user as request.user.real_user.
+    monkeypatch.setattr("hastexo_xblock.compat._request_user", lambda: Learner())
+    masquerading = make_block("learner_one")
+    code, body = call(masquerading, "get_ticket")
+    assert code == 200
+    ticket = tickets.verify(get_settings().ticket_secret, body["url"].split("ticket=")[1])
+    assert (ticket.stack_id, ticket.learner) == (stack.pk, stack.anonymous_user_id)
+    assert ticket.actor == "staff_member as learner_one"
+    assert Stack.objects.count() == 1
+
+
+def test_a_hidden_lab_has_no_terminal_but_can_be_checked(sent):
+    xml = XML.replace('stack_user_name="learner"', 'stack_user_name="learner" hidden="true"').replace(
+        "</hastexo>", "<test>true</test></hastexo>"
+    )
+    block = make_block(xml=xml)
+    frag = block.student_view({})
+    assert "hastexo-terminal" not in frag.content and "hastexo-check-button" in frag.content
+    assert frag.json_init_args["hidden"] is True
+    # Opening the unit still launches the lab, and keepalives still reach it.
+    assert call(block, "get_user_stack_status", {"initialize": True})[1]["status"] == states.LAUNCH_PENDING

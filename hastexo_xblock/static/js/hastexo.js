@@ -150,6 +150,7 @@
       hidden: !!c.hidden,
       fullscreen: !!c.enable_fullscreen,
       hasTests: !!c.has_tests,
+      port: Number.isInteger(c.port) ? c.port : null,
       lastCheck: c.last_check && typeof c.last_check === 'object' ? c.last_check : null,
     };
   }
@@ -188,6 +189,7 @@
         retry: q('hastexo-retry'),
         reconnect: q('hastexo-reconnect'),
         fullscreen: q('hastexo-fullscreen'),
+        portSelect: q('hastexo-port'),
         checkButton: q('hastexo-check-button'),
         checkStatus: q('hastexo-check-status'),
         checkResult: q('hastexo-check-result'),
@@ -326,6 +328,10 @@
       };
       click(ui.reset, () => this.confirmReset());
       click(ui.checkButton, () => this.startCheck());
+      if (ui.portSelect) {
+        ui.portSelect.value = this.config.port === null ? '' : String(this.config.port);
+        this.listen(ui.portSelect, 'change', () => this.selectPort(ui.portSelect.value), false);
+      }
       click(ui.resume, () => this.resume());
       click(ui.retry, () => {
         this.reconnectAttempts = 0;
@@ -548,6 +554,30 @@
         if (timer !== null) {
           clearTimeout(timer);
         }
+      }
+    }
+
+    /* ---- ports ---- */
+
+    // Switch the connection to another of the lab's ports, without a reload.
+    async selectPort(value) {
+      const select = this.ui.portSelect;
+      const previous = this.config.port === null ? '' : String(this.config.port);
+      select.disabled = true;
+      try {
+        const data = await this.post('set_port', { port: value === '' ? null : Number(value) });
+        this.config.port = Number.isInteger(data.port) ? data.port : null;
+      } catch (err) {
+        select.value = previous;
+        this.showNotice(err.message || _('Could not switch to that port.'), 'port');
+        return;
+      } finally {
+        select.disabled = false;
+      }
+      if (this.labUp && !this.hidden && !this.destroyed) {
+        this.reconnectAttempts = 0;
+        this.focusOnConnect = true;
+        this.connect();
       }
     }
 
