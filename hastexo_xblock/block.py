@@ -23,6 +23,7 @@ from xblock.validation import ValidationMessage
 
 from . import authoring, checks, compat, labs, olx
 from .conf import get_settings
+from .gateway import tickets
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
@@ -321,7 +322,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 port = int(raw)
             except (TypeError, ValueError):
                 return _json_error("port must be a number", 400)
-            if port not in labs.configured_ports(self.ports):
+            if port not in tickets.offered_ports(list(self.ports)):
                 return _json_error("port is not one of the lab's ports", 400)
         self.port = port
         labs.set_port(self._stack(), port)
@@ -338,7 +339,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 stack,
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
-                port=self.port if self.port in labs.configured_ports(self.ports) else None,
+                port=self.port if self.port in tickets.offered_ports(list(self.ports)) else None,
                 base_url=request.host_url,
             )
         except labs.LabError as error:

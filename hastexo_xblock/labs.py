@@ -225,17 +225,6 @@ def keepalive(stack: Stack) -> None:
     )
 
 
-def configured_ports(ports: list[dict[str, Any]]) -> set[int]:
-    """The port numbers among an author's ``ports`` entries (malformed entries are skipped)."""
-    numbers = set()
-    for entry in ports or ():
-        try:
-            numbers.add(int(entry["number"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return numbers
-
-
 def set_port(stack: Stack, port: int | None) -> None:
     """Remember the learner's port choice on the stack (``None``: the default; the caller has checked it)."""
     Stack.objects.filter(pk=stack.pk).update(port=port)
@@ -272,7 +261,7 @@ def ticket_url(
     if stack.status not in states.UP:
         raise LabError(_("Your lab is not running."))
     port = port if port is not None else stack.port
-    if port is not None and port not in configured_ports(stack.spec.get("ports") or []):
+    if port is not None and port not in tickets.offered_ports(stack.spec.get("ports")):
         port = None  # a choice the lab no longer offers: the default endpoint
     token = tickets.mint(
         settings.ticket_secret,

@@ -179,23 +179,9 @@ def _load_stack(stack_id: int) -> Stack | None:
 
 
 def offered_ports(stack: Stack) -> frozenset[int]:
-    """The port numbers the lab offers: ``number`` of each entry of ``stack.spec["ports"]``.
-
-    Entries without a usable whole number are skipped; a missing or malformed
-    list offers nothing.
-    """
+    """The port numbers the lab offers (``stack.spec["ports"]``, see :func:`tickets.offered_ports`)."""
     spec = stack.spec if isinstance(stack.spec, dict) else {}
-    entries = spec.get("ports")
-    numbers: set[int] = set()
-    for entry in entries if isinstance(entries, list) else []:
-        number = entry.get("number") if isinstance(entry, dict) else None
-        if isinstance(number, bool):
-            continue
-        try:
-            numbers.add(int(number))
-        except (TypeError, ValueError):
-            continue
-    return frozenset(numbers)
+    return tickets.offered_ports(spec.get("ports"))
 
 
 def port_allowed(stack: Stack, port: int | None) -> bool:

@@ -22,6 +22,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 MAX_TTL = 60
 _VERSION = 1
@@ -135,3 +136,20 @@ def verify(
     if consume is not None and not consume(ticket):
         raise TicketReused("ticket already used")
     return ticket
+
+
+def offered_ports(entries: Any) -> frozenset[int]:
+    """The port numbers a lab's ``ports`` entries (``[{name, number}]``) offer; a ticket may carry only these.
+
+    Entries without a usable whole number are skipped; anything but a list offers nothing.
+    """
+    numbers: set[int] = set()
+    for entry in entries if isinstance(entries, list) else []:
+        number = entry.get("number") if isinstance(entry, dict) else None
+        if isinstance(number, bool):
+            continue
+        try:
+            numbers.add(int(number))
+        except (TypeError, ValueError):
+            continue
+    return frozenset(numbers)
