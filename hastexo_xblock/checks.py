@@ -143,7 +143,7 @@ def run(check_id: int, settings: Settings | None = None) -> str:
     if stack.status not in states.UP or not (stack.ip and stack.private_key and stack.host_key):
         _finish_with_error(check_id, _("Your lab is not running. Wait until it is ready, then check again."))
         return Check.ERROR
-    login = remote.Login(stack.ip, stack.ssh_port or 22, stack.ssh_user, stack.private_key, stack.host_key)
+    login = remote.SSHTarget.from_stack(stack)
     script_timeout = float(settings["remote_exec_timeout"])
     try:
         results = remote.run_sync(

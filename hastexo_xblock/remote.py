@@ -96,17 +96,33 @@ OUTPUT_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
-class Login:
-    """Where and how to log in to a lab: address, user, key, and the only host key trusted."""
+class SSHTarget:
+    """Where and as whom to log in to a lab, and the only host key trusted.  ``repr`` never shows the key."""
 
     host: str
     port: int
-    user: str
+    username: str
     private_key: str = field(repr=False)
     host_key: str = field(repr=False)
 
+    @classmethod
+    def from_stack(cls, stack: Any, port: int | None = None) -> SSHTarget:
+        """Build a target from a ``Stack`` row (``ip``, ``ssh_port``, ``ssh_user``, keys).
 
-def _connect(login: Login, connect_timeout: float) -> Any:
+        ``port``, when given, replaces ``ssh_port`` (another SSH endpoint of the
+        same host; the caller has checked it is one the lab offers).  Everything
+        else, the pinned host key included, is the stack's.
+        """
+        return cls(
+            host=stack.ip or "",
+            port=int(port) if port is not None else int(stack.ssh_port or 22),
+            username=stack.ssh_user or "",
+            private_key=stack.private_key or "",
+            host_key=stack.host_key or "",
+        )
+
+
+def _connect(login: SSHTarget, connect_timeout: float) -> Any:
     if not login.host_key:
         raise asyncssh.Error(0, "no pinned host key for the lab")
     known_hosts = asyncssh.import_known_hosts(
@@ -121,7 +137,7 @@ def _connect(login: Login, connect_timeout: float) -> Any:
         agent_path=None,
         connect_timeout=max(0.1, connect_timeout),
         # No user name configured: asyncssh's default (the worker's own user).
-        **({"username": login.user} if login.user else {}),
+        **({"username": login.username} if login.username else {}),
     )
 
 
@@ -156,7 +172,7 @@ async def _run_one(connection: Any, command: str, script: str, timeout: float) -
 
 
 async def run_scripts(
-    login: Login,
+    login: SSHTarget,
     scripts: Sequence[str],
     *,
     script_timeout: float,
@@ -206,7 +222,7 @@ async def run_script(
     is stopped), and ``OSError``/``asyncssh.Error`` when the lab cannot be
     reached.
     """
-    login = Login(host, port, user, private_key, host_key)
+    login = SSHTarget(host, port, user, private_key, host_key)
     [result] = await run_scripts(login, [script], script_timeout=timeout, total_timeout=timeout, args=args)
     if result.timed_out:
         raise TimeoutError(f"the script did not finish within {timeout:.0f} s")

@@ -28,10 +28,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import asyncssh
+
+from ..remote import SSHTarget
 
 logger = logging.getLogger(__name__)
 
@@ -62,33 +62,6 @@ class HostKeyMismatch(TerminalError):
 
 class ConnectFailed(TerminalError):
     """Network, timeout, authentication or channel failure."""
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and as whom to connect.  ``repr`` never shows the private key."""
-
-    host: str
-    port: int
-    username: str
-    private_key: str = field(repr=False)
-    host_key: str = field(repr=False)
-
-    @classmethod
-    def from_stack(cls, stack: Any, port: int | None = None) -> SSHTarget:
-        """Build a target from a ``Stack`` row (``ip``, ``ssh_port``, ``ssh_user``, keys).
-
-        ``port``, when given, replaces ``ssh_port`` (another SSH endpoint of the
-        same host; the caller has checked it is one the lab offers).  Everything
-        else, the pinned host key included, is the stack's.
-        """
-        return cls(
-            host=stack.ip or "",
-            port=int(port) if port is not None else int(stack.ssh_port or 22),
-            username=stack.ssh_user or "",
-            private_key=stack.private_key or "",
-            host_key=stack.host_key or "",
-        )
 
 
 def pinned_host_keys(text: str) -> list[asyncssh.SSHKey]:
