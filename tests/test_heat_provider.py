@@ -752,3 +752,16 @@ def test_invalid_stack_names_are_refused() -> None:
     for name in ("", "1abc", "a/b", "a?b", "x" * 300):
         with pytest.raises(ProviderError, match="invalid stack name"):
             provider.get(name)
+
+
+@pytest.mark.parametrize(("status", "expected"), [("DELETE_COMPLETE", "DELETE_COMPLETE"), ("DELETE_IN_PROGRESS", None)])
+def test_no_suspend_or_resume_of_a_deleted_or_deleting_stack(monkeypatch, status: str, expected: str | None) -> None:
+    # Heat can still resolve the name of a stack it has just deleted (seen against the real
+    # Heat: a suspend then "succeeded" on the empty shell); the provider must not act on it.
+    provider = HeatProvider("gone", BASE_CONFIG)
+    monkeypatch.setattr(provider, "_find", lambda name: _heat_stack(status, {}))
+    monkeypatch.setattr(provider, "_progress", lambda *args: None)
+    monkeypatch.setattr(provider, "_client", lambda: pytest.fail("Heat was asked to act on a deleted stack"))
+    for action in (provider.suspend, provider.resume):
+        result = action("hx-gone")
+        assert result.status == (expected or status)

@@ -812,10 +812,13 @@ class HeatProvider(Provider):
     def _action(self, name: str, action: str, start: Callable[[Any, str], Any]) -> ProviderStack:
         self._check_name(name)
         stack = self._find(name)
-        if stack is None:
+        if stack is None or stack.stack_status == states.DELETE_COMPLETE:
+            # Heat may still resolve the name of a stack it has just deleted;
+            # acting on it would "suspend" an empty shell.
             return ProviderStack(name, states.DELETE_COMPLETE)
-        if stack.stack_status in (f"{action}_COMPLETE", f"{action}_IN_PROGRESS"):
-            # Done or under way (a retried call): asking Heat again would only get a 409.
+        if stack.stack_status in (f"{action}_COMPLETE", f"{action}_IN_PROGRESS", states.DELETE_IN_PROGRESS):
+            # Done or under way (a retried call), or being deleted: asking Heat
+            # again would only get a 409.
             return self._to_provider_stack(name, stack)
         heat = self._client()
         ident = f"{stack.stack_name}/{stack.id}"
