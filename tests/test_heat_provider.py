@@ -759,9 +759,16 @@ def test_no_suspend_or_resume_of_a_deleted_or_deleting_stack(monkeypatch, status
     # Heat can still resolve the name of a stack it has just deleted (seen against the real
     # Heat: a suspend then "succeeded" on the empty shell); the provider must not act on it.
     provider = HeatProvider("gone", BASE_CONFIG)
-    monkeypatch.setattr(provider, "_find", lambda name: _heat_stack(status, {}))
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("Heat was asked to act on a deleted stack")
+
+    heat = SimpleNamespace(
+        stacks=SimpleNamespace(get=lambda name: _heat_stack(status, {})),
+        actions=SimpleNamespace(suspend=refuse, resume=refuse),
+    )
+    monkeypatch.setattr(provider, "_client", lambda: heat)
     monkeypatch.setattr(provider, "_progress", lambda *args: None)
-    monkeypatch.setattr(provider, "_client", lambda: pytest.fail("Heat was asked to act on a deleted stack"))
     for action in (provider.suspend, provider.resume):
         result = action("hx-gone")
         assert result.status == (expected or status)

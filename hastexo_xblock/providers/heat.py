@@ -554,12 +554,17 @@ class HeatProvider(Provider):
             raise ProviderError(f"provider {self.name!r}: invalid stack name {name!r}")
 
     def _find(self, name: str) -> Any | None:
-        """Heat's stack ``name`` (with resolved outputs), or ``None`` if it does not exist."""
+        """Heat's stack ``name`` (with resolved outputs), or ``None`` if it does not exist.
+
+        A ``DELETE_COMPLETE`` stack counts as absent: Heat can still resolve
+        the name of a stack it has just deleted, and nothing may act on it.
+        """
         heat = self._client()
         try:
-            return self._call(f"look up stack {name}", lambda: heat.stacks.get(name))
+            stack = self._call(f"look up stack {name}", lambda: heat.stacks.get(name))
         except _NotFound:
             return None
+        return None if stack.stack_status == states.DELETE_COMPLETE else stack
 
     def _progress(self, name: str, stack: Any, action: str) -> float | None:
         """Fraction of the stack's resources that finished ``action``; ``None`` if unknown.
@@ -812,9 +817,7 @@ class HeatProvider(Provider):
     def _action(self, name: str, action: str, start: Callable[[Any, str], Any]) -> ProviderStack:
         self._check_name(name)
         stack = self._find(name)
-        if stack is None or stack.stack_status == states.DELETE_COMPLETE:
-            # Heat may still resolve the name of a stack it has just deleted;
-            # acting on it would "suspend" an empty shell.
+        if stack is None:
             return ProviderStack(name, states.DELETE_COMPLETE)
         if stack.stack_status in (f"{action}_COMPLETE", f"{action}_IN_PROGRESS", states.DELETE_IN_PROGRESS):
             # Done or under way (a retried call), or being deleted: asking Heat
@@ -839,7 +842,7 @@ class HeatProvider(Provider):
         """
         self._check_name(name)
         stack = self._find(name)
-        if stack is not None and stack.stack_status not in (states.DELETE_COMPLETE, states.DELETE_IN_PROGRESS):
+        if stack is not None and stack.stack_status != states.DELETE_IN_PROGRESS:
             heat = self._client()
             ident = f"{stack.stack_name}/{stack.id}"
             try:
