@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -526,22 +526,14 @@ def run_hook(stack: Stack, event: str, settings: Settings, host: str | None = No
     except compat.CourseFileNotFound as error:
         log.warning("stack %s: %s hook not run: %s", stack.name, event, error)
         return False
-    if not (stack.private_key and stack.host_key and (host or stack.ip)):
+    login = remote.SSHTarget.from_stack(stack, port=port)
+    if host:
+        login = replace(login, host=host)
+    if not (login.private_key and login.host_key and login.host):
         log.warning("stack %s: %s hook not run: the lab's address or keys are not known", stack.name, event)
         return False
     try:
-        result = remote.run_sync(
-            remote.run_script(
-                host or stack.ip,
-                port or stack.ssh_port or 22,
-                stack.ssh_user,
-                stack.private_key,
-                stack.host_key,
-                script,
-                [event],
-                timeout=settings["remote_exec_timeout"],
-            )
-        )
+        result = remote.run_sync(remote.run_script(login, script, [event], timeout=settings["remote_exec_timeout"]))
     except (TimeoutError, OSError, asyncssh.Error) as error:
         log.warning("stack %s: %s hook %s failed: %s", stack.name, event, path, error)
         return False

@@ -194,8 +194,7 @@ async def run_scripts(
     deadline = time.monotonic() + total_timeout
     command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
     results: list[RemoteResult] = []
-    async with asyncio.timeout(min(30.0, total_timeout)):
-        connection = await _connect(login, min(30.0, total_timeout))
+    connection = await _connect(login, min(30.0, total_timeout))  # asyncssh bounds the whole login
     async with connection:
         for script in scripts:
             remaining = deadline - time.monotonic()
@@ -207,11 +206,7 @@ async def run_scripts(
 
 
 async def run_script(
-    host: str,
-    port: int,
-    user: str,
-    private_key: str,
-    host_key: str,
+    login: SSHTarget,
     script: str,
     args: Sequence[str] = (),
     timeout: float = 300.0,
@@ -222,7 +217,6 @@ async def run_script(
     is stopped), and ``OSError``/``asyncssh.Error`` when the lab cannot be
     reached.
     """
-    login = SSHTarget(host, port, user, private_key, host_key)
     [result] = await run_scripts(login, [script], script_timeout=timeout, total_timeout=timeout, args=args)
     if result.timed_out:
         raise TimeoutError(f"the script did not finish within {timeout:.0f} s")
