@@ -283,8 +283,6 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 "read_only": self.read_only,
                 "hidden": self.hidden,
                 "port": self.port,
-                "ports": self.ports,
-                "protocol": self.stack_protocol,
                 "enable_fullscreen": self._fullscreen(),
                 "has_tests": bool(self.tests),
                 "last_check": last_check,
@@ -339,7 +337,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 stack,
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
-                port=self.port if self.port in tickets.offered_ports(list(self.ports)) else None,
+                port=self.port,
                 base_url=request.host_url,
             )
         except labs.LabError as error:
