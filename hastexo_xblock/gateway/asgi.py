@@ -45,7 +45,6 @@ are logged with their reason only.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
