@@ -1,0 +1,370 @@
+"""The gateway against webssh and direct SSH, on one OpenSSH sshd, in one run.
+
+``make gateway-benchmarks`` runs :data:`FULL` (about 25 minutes on 2 cores) and
+writes ``$HASTEXO_TEST_OUTPUT/benchmarks/gateway-sweep.json``; the suite's
+``tests/test_benchmarks.py`` runs :data:`REDUCED` and asserts the ratios.
+
+Each figure is taken :attr:`Plan.repetitions` times and the worst one counts
+(the highest latency, CPU and memory; the lowest throughput).  What is measured:
+
+* keystroke echo p50/p99 with N sessions each typing ``rate`` keys per second,
+  for every N in :attr:`Plan.session_counts`, plus the largest N (searched
+  first, in :attr:`Plan.direct_search`) at which direct SSH keeps p99 ≤ 50 ms;
+* the server's CPU per 1,000 keystrokes (the gateway's or webssh's process);
+* bulk output (``base64`` of random bytes in the lab): bytes/s for one session
+  and for :attr:`Plan.bulk_sessions` at once, and the server's CPU per MB;
+* RSS per idle session (the server process's growth over :attr:`Plan.idle_sessions`);
+* a reader that stalls for :attr:`Plan.stall_seconds` while the lab prints
+  ``seq`` without pause, with and without websocket pings: the gateway's RSS
+  growth, and that every line then arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import clients
+from .rig import Keys, servers
+
+#: Direct SSH's p99 bound that defines the largest session count compared.
+DIRECT_P99_BOUND_MS = 50.0
+KINDS = ("direct", "webssh", "gateway")
+
+
+@dataclass
+class Plan:
+    session_counts: tuple[int, ...] = (1, 20, 100, 200)
+    direct_search: tuple[int, ...] = (250, 300, 350, 400, 500, 600)
+    repetitions: int = 3
+    duration: float = 10.0
+    #: Keys per second per session.
+    rate: float = 10.0
+    #: Sessions of one count opened once per repetition for all three kinds.
+    bulk_bytes: int = 30_000_000
+    bulk_sessions: int = 20
+    bulk_bytes_each: int = 3_000_000
+    idle_sessions: int = 100
+    stall_seconds: float = 30.0
+    stall_lines: int = 10_000_000
+    #: Single-session echo needs more keys for a meaningful p99.
+    single_session_duration: float = 30.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+FULL = Plan()
+REDUCED = Plan(
+    session_counts=(1, 20),
+    direct_search=(),
+    repetitions=1,
+    duration=5.0,
+    bulk_bytes=10_000_000,
+    bulk_sessions=5,
+    bulk_bytes_each=2_000_000,
+    idle_sessions=20,
+    stall_seconds=5.0,
+    stall_lines=3_000_000,
+    single_session_duration=10.0,
+)
+
+
+def create_stacks(count: int, sshd: Any, keys: Keys) -> list[Any]:
+    """``count`` running stacks on the sshd (one per session: tickets are bound to one)."""
+    from hastexo_xblock import states
+    from hastexo_xblock.models import Stack
+
+    prefix = f"bench-{int(time.time() * 1000) % 10**9}"
+    return [
+        Stack.objects.create(
+            name=f"{prefix}-{index}",
+            course_id="course-v1:hastexo+bench+run",
+            anonymous_user_id=f"{prefix}-learner-{index}",
+            status=states.CREATE_COMPLETE,
+            ip="127.0.0.1",
+            ssh_port=sshd.port,
+            ssh_user=getpass.getuser(),
+            private_key=keys.client_private,
+            host_key=keys.host_public,
+        )
+        for index in range(count)
+    ]
+
+
+class Bench:
+    """The servers and the openers of each kind for one run."""
+
+    def __init__(self, sshd: Any, webssh: Any, gateway: Any, stacks: list[Any], log: Callable[[str], None]) -> None:
+        from hastexo_xblock.conf import get_settings
+        from hastexo_xblock.gateway import tickets
+        from hastexo_xblock.gateway.terminal import SSHTarget
+
+        self.sshd, self.webssh, self.gateway = sshd, webssh, gateway
+        self.log = log
+        self.targets = [SSHTarget.from_stack(stack) for stack in stacks]
+        secret = get_settings().ticket_secret
+
+        def ticket(index: int) -> str:
+            stack = stacks[index]
+            return tickets.mint(
+                secret,
+                stack_id=stack.pk,
+                stack_name=stack.name,
+                learner=stack.anonymous_user_id,
+                protocol="ssh",
+                port=None,
+                read_only=False,
+            )
+
+        # webssh registers a login per client address without a lock: two logins from one
+        # address at once can lose one ("Websocket authentication failed").  One at a time.
+        webssh_gate = asyncio.Lock()
+
+        async def open_webssh(index: int) -> clients.Session:
+            async with webssh_gate:
+                return await clients.WebsocketSession.open_webssh(webssh.port, self.targets[index])
+
+        self.openers: dict[str, clients.Opener] = {
+            "direct": lambda i: clients.DirectSession.open(self.targets[i]),
+            "webssh": open_webssh,
+            "gateway": lambda i: clients.WebsocketSession.open_gateway(gateway.url, ticket(i)),
+        }
+        self.server_of = {"direct": None, "webssh": webssh, "gateway": gateway}
+
+    def cpu(self, kind: str) -> float:
+        server = self.server_of[kind]
+        return server.cpu_seconds() if server is not None else 0.0
+
+    async def echo(self, kind: str, count: int, duration: float, rate: float) -> dict[str, Any]:
+        sessions = await clients.open_many(self.openers[kind], count)
+        try:
+            await asyncio.sleep(0.5)  # let the opening settle
+            cpu, sshd_cpu = self.cpu(kind), self.sshd.cpu_seconds()
+            samples = await clients.type_together(sessions, duration=duration, rate=rate)
+            cpu, sshd_cpu = self.cpu(kind) - cpu, self.sshd.cpu_seconds() - sshd_cpu
+        finally:
+            await clients.close_all(sessions)
+        result = clients.latency_summary(samples)
+        if kind != "direct":
+            result["server_cpu_ms_per_1000_keys"] = round(cpu * 1e6 / len(samples), 2)
+        result["sshd_cpu_ms_per_1000_keys"] = round(sshd_cpu * 1e6 / len(samples), 2)
+        return result
+
+    async def bulk(self, kind: str, count: int, each: int) -> dict[str, Any]:
+        sessions = await clients.open_many(self.openers[kind], count)
+        try:
+            cpu = self.cpu(kind)
+            started = time.perf_counter()
+            runs = await asyncio.gather(
+                *(clients.bulk_output(session, each, f"BULK{index}") for index, session in enumerate(sessions))
+            )
+            elapsed = time.perf_counter() - started
+            cpu = self.cpu(kind) - cpu
+        finally:
+            await clients.close_all(sessions)
+        total = sum(run.bytes for run in runs)
+        result = {"sessions": count, "mb": round(total / 1e6, 2), "mb_per_s": round(total / 1e6 / elapsed, 2)}
+        if kind != "direct":
+            result["server_cpu_s_per_mb"] = round(cpu / (total / 1e6), 4)
+        return result
+
+    async def idle_rss(self, kind: str, count: int) -> dict[str, Any]:
+        server = self.server_of[kind]
+        # Warm up first: the first sessions load modules and fill caches that later ones share.
+        await clients.close_all(await clients.open_many(self.openers[kind], 4))
+        await asyncio.sleep(0.5)
+        before = server.rss()
+        sessions = await clients.open_many(self.openers[kind], count)
+        try:
+            await asyncio.sleep(2)
+            after = server.rss()
+        finally:
+            await clients.close_all(sessions)
+        return {"sessions": count, "rss_kib_per_session": round((after - before) / 1024 / count, 1)}
+
+    async def stall(self, lines: int, seconds: float, ping_every: float | None) -> dict[str, Any]:
+        (session,) = await clients.open_many(self.openers["gateway"], 1)
+        try:
+            return await clients.stalled_reader(
+                session,  # type: ignore[arg-type]
+                lines=lines,
+                stall=seconds,
+                ping_every=ping_every,
+                sample_rss=self.gateway.rss,
+            )
+        finally:
+            await session.close()
+
+
+def _worst(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    worst: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key in ("mb_per_s",):
+            worst[key] = min(values)
+        elif isinstance(values[0], (int, float)):
+            worst[key] = max(values)
+        else:
+            worst[key] = values[0]
+    return worst
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+async def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
+    log = bench.log
+    report: dict[str, Any] = {"plan": asdict(plan), "load_before": os.getloadavg()}
+
+    # Memory first, before any larger session count has grown the processes.
+    report["idle_rss"] = {kind: await bench.idle_rss(kind, plan.idle_sessions) for kind in ("webssh", "gateway")}
+    log(f"idle RSS: {report['idle_rss']}")
+
+    counts = list(plan.session_counts)
+    largest_ok = None
+    search: dict[int, Any] = {}
+    for count in plan.direct_search:
+        result = await bench.echo("direct", count, plan.duration, plan.rate)
+        search[count] = result
+        log(f"direct search, {count} sessions: {result}")
+        if result["p99_ms"] > DIRECT_P99_BOUND_MS:
+            break
+        largest_ok = count
+    report["direct_search"] = search
+    report["largest_direct_p99_under_50ms"] = largest_ok
+    if largest_ok is not None and largest_ok not in counts:
+        counts.append(largest_ok)
+
+    echo_runs: dict[int, dict[str, list[dict[str, Any]]]] = {n: {k: [] for k in KINDS} for n in counts}
+    bulk_runs: dict[str, dict[str, list[dict[str, Any]]]] = {"one": {k: [] for k in KINDS}, "many": {k: [] for k in KINDS}}
+    for repetition in range(plan.repetitions):
+        for count in counts:
+            duration = plan.single_session_duration if count == 1 else plan.duration
+            for kind in KINDS:
+                result = await bench.echo(kind, count, duration, plan.rate)
+                echo_runs[count][kind].append(result)
+                log(f"rep {repetition + 1}, echo, {count} sessions, {kind}: {result}")
+        for kind in KINDS:
+            one = await bench.bulk(kind, 1, plan.bulk_bytes)
+            many = await bench.bulk(kind, plan.bulk_sessions, plan.bulk_bytes_each)
+            bulk_runs["one"][kind].append(one)
+            bulk_runs["many"][kind].append(many)
+            log(f"rep {repetition + 1}, bulk, {kind}: one {one}, many {many}")
+
+    echo = {n: {k: _worst(runs) for k, runs in by_kind.items()} for n, by_kind in echo_runs.items()}
+    bulk = {size: {k: _worst(runs) for k, runs in by_kind.items()} for size, by_kind in bulk_runs.items()}
+    report["echo_runs"] = echo_runs
+    report["bulk_runs"] = bulk_runs
+    report["echo"] = echo
+    report["bulk"] = bulk
+
+    stall = {}
+    for name, ping_every in (("no_pings", None), ("with_pings", 1.0)):
+        stall[name] = await bench.stall(plan.stall_lines, plan.stall_seconds, ping_every)
+        log(f"stalled reader, {name}: {stall[name]}")
+    report["stall"] = stall
+    report["load_after"] = os.getloadavg()
+    report["ratios"] = ratios(report, largest_ok)
+    return report
+
+
+def ratios(report: dict[str, Any], largest_ok: int | None) -> dict[str, Any]:
+    """Gateway ÷ peer for every figure (lower is better, except throughput)."""
+    echo, bulk = report["echo"], report["bulk"]
+    out: dict[str, Any] = {"echo": {}, "cpu_per_1000_keys": {}}
+    for count, by_kind in echo.items():
+        gw, ws, direct = by_kind["gateway"], by_kind["webssh"], by_kind["direct"]
+        out["echo"][count] = {
+            "p50_vs_webssh": _ratio(gw["p50_ms"], ws["p50_ms"]),
+            "p99_vs_webssh": _ratio(gw["p99_ms"], ws["p99_ms"]),
+            "p50_vs_direct": _ratio(gw["p50_ms"], direct["p50_ms"]),
+            "p99_vs_direct": _ratio(gw["p99_ms"], direct["p99_ms"]),
+        }
+        out["cpu_per_1000_keys"][count] = _ratio(
+            gw["server_cpu_ms_per_1000_keys"], ws["server_cpu_ms_per_1000_keys"]
+        )
+    if largest_ok is not None:
+        out["p99_vs_direct_at_largest"] = {"sessions": largest_ok, **out["echo"][largest_ok]}
+    out["bulk"] = {
+        size: {
+            "mb_per_s_vs_webssh": _ratio(by_kind["gateway"]["mb_per_s"], by_kind["webssh"]["mb_per_s"]),
+            "mb_per_s_vs_direct": _ratio(by_kind["gateway"]["mb_per_s"], by_kind["direct"]["mb_per_s"]),
+            "cpu_per_mb_vs_webssh": _ratio(
+                by_kind["gateway"]["server_cpu_s_per_mb"], by_kind["webssh"]["server_cpu_s_per_mb"]
+            ),
+        }
+        for size, by_kind in bulk.items()
+    }
+    rss = report["idle_rss"]
+    out["idle_rss_vs_webssh"] = _ratio(rss["gateway"]["rss_kib_per_session"], rss["webssh"]["rss_kib_per_session"])
+    # Sessions per core at 10 keys/s each, from the worst CPU per keystroke at the highest count.
+    top = max(echo)
+    for kind in ("gateway", "webssh"):
+        per_key_s = echo[top][kind]["server_cpu_ms_per_1000_keys"] / 1e6
+        out[f"{kind}_typing_sessions_per_core"] = int(1 / (per_key_s * report["plan"]["rate"])) if per_key_s else None
+    return out
+
+
+def run(plan: Plan, run_dir: str, database_name: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Start the servers, measure ``plan``, stop them; the report (also with the machine's load)."""
+    keys = Keys()
+    with servers(run_dir, keys, database_name) as (sshd, webssh, gateway):
+        stacks = create_stacks(max([*plan.session_counts, *plan.direct_search, plan.idle_sessions, plan.bulk_sessions]), sshd, keys)
+        bench = Bench(sshd, webssh, gateway, stacks, log)
+        try:
+            import uvloop
+
+            return uvloop.run(measure(bench, plan))
+        except ImportError:
+            return asyncio.run(measure(bench, plan))
+
+
+def write_report(report: dict[str, Any], name: str) -> str:
+    directory = os.path.join(os.environ.get("HASTEXO_TEST_OUTPUT", "test-output"), "benchmarks")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as handle:
+        json.dump(report, handle, indent=2, default=str)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reduced", action="store_true", help="the suite's reduced plan")
+    parser.add_argument("--repetitions", type=int)
+    args = parser.parse_args(argv)
+    plan = REDUCED if args.reduced else FULL
+    if args.repetitions:
+        plan.repetitions = args.repetitions
+
+    run_dir = tempfile.mkdtemp(prefix="hastexo-gateway-bench-")
+    os.environ.setdefault("HASTEXO_TEST_RUN_DIR", run_dir)
+    os.environ.setdefault("HASTEXO_TEST_DATABASE_URL", f"sqlite:///{run_dir}/bench.db")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    report = run(plan, run_dir, log=log)
+    report["uptime_load_note"] = "load averages (1, 5, 15 min) before and after; 2 cores shared"
+    path = write_report(report, "gateway-sweep.json")
+    print(json.dumps(report["ratios"], indent=2))
+    print(f"written: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
