@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 
-.PHONY: test lint test-suite test-databases venv system-deps demo vendor requirements clean
+.PHONY: test lint test-suite test-databases venv system-deps demo vendor requirements clean gateway-benchmarks gateway-profile
 
 test: system-deps venv lint test-suite test-databases
 
@@ -52,6 +52,16 @@ test-databases: venv
 
 demo:
 	$(PYTHON) hastexo_xblock/demo/run.py
+
+# The gateway against webssh and direct SSH on one OpenSSH sshd (about 25 min; the README's
+# table quotes its output, test-output/benchmarks/gateway-sweep.json). The suite runs a reduced one.
+gateway-benchmarks: venv
+	$(PY) -m tests.gatewaybench.sweep
+
+# py-spy profiles of the gateway under 200 typing sessions and under bulk output (test-output/profiles/).
+gateway-profile: venv
+	$(PY) -m tests.gatewaybench.profile --scenario typing --sessions 200
+	$(PY) -m tests.gatewaybench.profile --scenario bulk --sessions 1
 
 vendor:
 	bash hastexo_xblock/static/vendor/build.sh

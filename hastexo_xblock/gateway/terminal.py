@@ -32,6 +32,7 @@ from collections.abc import Callable
 import asyncssh
 
 from ..remote import SSHTarget
+from .transport import CoalescingConnector
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ class Terminal:
                     kbdint_auth=False,
                     preferred_auth="publickey",
                     encryption_algs=ENCRYPTION_ALGS,
+                    # One send per loop pass instead of one per SSH packet (see .transport).
+                    tunnel=CoalescingConnector(),
                     # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
                     compression_algs=None,
                     connect_timeout=connect_timeout,

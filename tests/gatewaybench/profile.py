@@ -4,9 +4,9 @@
     python -m tests.gatewaybench.profile --sessions 200 --duration 20 --scenario typing
 
 Starts the same servers as the benchmarks, puts the load on the gateway, and
-runs ``py-spy record`` on the gateway's process meanwhile.  Writes a flame
-graph (``gateway-<scenario>.svg``) and the collapsed stacks
-(``gateway-<scenario>.txt``) to ``$HASTEXO_TEST_OUTPUT/profiles/``, and prints
+runs ``py-spy record`` on the gateway's process meanwhile.  Writes the
+collapsed stacks (``gateway-<scenario>.txt``: open them in speedscope or
+``flamegraph.pl``) to ``$HASTEXO_TEST_OUTPUT/profiles/``, and prints
 the busiest frames and the share of samples per package (asyncio, asyncssh,
 websockets, the gateway, …).  py-spy samples another process, so it needs
 ptrace rights (root, or ``kernel.yama.ptrace_scope`` 0).
@@ -71,17 +71,22 @@ def summarise(collapsed: str, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-async def load(bench: Bench, scenario: str, sessions: int, duration: float) -> None:
-    if scenario == "typing":
-        await bench.echo("gateway", sessions, duration, 10.0)
-    else:
-        opened = await clients.open_many(bench.openers["gateway"], sessions)
-        try:
+async def load(bench: Bench, scenario: str, sessions: int, duration: float, spy: list[str]) -> None:
+    """Open the sessions, then start ``spy`` (the py-spy command) and put on the load."""
+    opened = await clients.open_many(bench.openers["gateway"], sessions)
+    process = subprocess.Popen(spy)
+    try:
+        await asyncio.sleep(1)  # py-spy attaches
+        if scenario == "typing":
+            await clients.type_together(opened, duration=duration, rate=10.0)
+        else:
             await asyncio.gather(
-                *(clients.bulk_output(s, 20_000_000 // sessions, f"P{i}") for i, s in enumerate(opened))
+                *(clients.bulk_output(s, 30_000_000 // sessions, f"P{i}") for i, s in enumerate(opened))
             )
-        finally:
-            await clients.close_all(opened)
+    finally:
+        process.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+        process.wait(60)
+        await clients.close_all(opened)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,21 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     with servers(run_dir, keys) as (sshd, webssh, gateway):
         stacks = create_stacks(args.sessions, sshd, keys)
         bench = Bench(sshd, webssh, gateway, stacks, print)
-        seconds = int(args.duration + 30)
-        common = ["--pid", str(gateway.process.pid), "--rate", str(args.rate), "--duration", str(seconds)]
-        spies = [
-            subprocess.Popen([py_spy, "record", *common, "--format", "raw", "-o", base + ".txt"]),
-            subprocess.Popen([py_spy, "record", *common, "--format", "flamegraph", "-o", base + ".svg"]),
-        ]
-        try:
-            asyncio.run(load(bench, args.scenario, args.sessions, args.duration))
-        finally:
-            for spy in spies:
-                spy.send_signal(2)  # SIGINT: py-spy writes what it has and exits
-                spy.wait(60)
+        # --gil: only the thread running Python code counts (not idle pool threads or the loop's poll).
+        spy = [py_spy, "record", "--pid", str(gateway.process.pid), "--rate", str(args.rate), "--gil"]
+        spy += ["--format", "raw", "-o", base + ".txt"]
+        asyncio.run(load(bench, args.scenario, args.sessions, args.duration, spy))
     with open(base + ".txt") as handle:
         print(summarise(handle.read()))
-    print(f"flame graph: {base}.svg")
+    print(f"collapsed stacks: {base}.txt")
 
 
 if __name__ == "__main__":

@@ -220,7 +220,9 @@ def gateway_env(database_name: str | None = None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def servers(run_dir: str, keys: Keys, database_name: str | None = None) -> Iterator[tuple]:
+def servers(
+    run_dir: str, keys: Keys, database_name: str | None = None, gateway_args: list[str] | None = None
+) -> Iterator[tuple]:
     """sshd, webssh and the gateway, stopped again on exit (in reverse order)."""
     started: list[Server] = []
     try:
@@ -228,7 +230,7 @@ def servers(run_dir: str, keys: Keys, database_name: str | None = None) -> Itera
         started.append(sshd)
         webssh = WebSSHServer(run_dir, sshd, keys)
         started.append(webssh)
-        gateway = GatewayServer(run_dir, gateway_env(database_name))
+        gateway = GatewayServer(run_dir, gateway_env(database_name), extra=gateway_args)
         started.append(gateway)
         yield sshd, webssh, gateway
     finally:

@@ -245,7 +245,10 @@ async def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
         counts.append(largest_ok)
 
     echo_runs: dict[int, dict[str, list[dict[str, Any]]]] = {n: {k: [] for k in KINDS} for n in counts}
-    bulk_runs: dict[str, dict[str, list[dict[str, Any]]]] = {"one": {k: [] for k in KINDS}, "many": {k: [] for k in KINDS}}
+    bulk_runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "one": {k: [] for k in KINDS},
+        "many": {k: [] for k in KINDS},
+    }
     for repetition in range(plan.repetitions):
         for count in counts:
             duration = plan.single_session_duration if count == 1 else plan.duration
@@ -289,9 +292,7 @@ def ratios(report: dict[str, Any], largest_ok: int | None) -> dict[str, Any]:
             "p50_vs_direct": _ratio(gw["p50_ms"], direct["p50_ms"]),
             "p99_vs_direct": _ratio(gw["p99_ms"], direct["p99_ms"]),
         }
-        out["cpu_per_1000_keys"][count] = _ratio(
-            gw["server_cpu_ms_per_1000_keys"], ws["server_cpu_ms_per_1000_keys"]
-        )
+        out["cpu_per_1000_keys"][count] = _ratio(gw["server_cpu_ms_per_1000_keys"], ws["server_cpu_ms_per_1000_keys"])
     if largest_ok is not None:
         out["p99_vs_direct_at_largest"] = {"sessions": largest_ok, **out["echo"][largest_ok]}
     out["bulk"] = {
@@ -318,7 +319,9 @@ def run(plan: Plan, run_dir: str, database_name: str | None = None, log: Callabl
     """Start the servers, measure ``plan``, stop them; the report (also with the machine's load)."""
     keys = Keys()
     with servers(run_dir, keys, database_name) as (sshd, webssh, gateway):
-        stacks = create_stacks(max([*plan.session_counts, *plan.direct_search, plan.idle_sessions, plan.bulk_sessions]), sshd, keys)
+        stacks = create_stacks(
+            max([*plan.session_counts, *plan.direct_search, plan.idle_sessions, plan.bulk_sessions]), sshd, keys
+        )
         bench = Bench(sshd, webssh, gateway, stacks, log)
         try:
             import uvloop
