@@ -225,7 +225,10 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
     if not tracker.running:
         tracker.start()  # served without lifespan events: start the flusher on first use
-    await TerminalSession(receive, send, ticket, stack).run()
+    session = TerminalSession(receive, send, ticket, stack)
+    # This frame lives as long as the session: keep neither the row (decrypted key, spec) nor the ticket.
+    del stack, ticket, token, query
+    await session.run()
 
 
 async def _http(scope: Scope, receive: Receive, send: Send) -> None:

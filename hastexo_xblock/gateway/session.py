@@ -63,7 +63,9 @@ class TerminalSession:
         self._send_raw = send
         self._stack_id: int = stack.pk
         self._stack_label = f"{stack.pk}/{stack.name}"
-        self._target = SSHTarget.from_stack(stack, port=ticket.port)
+        #: Dropped once connected: the private key need not stay in memory for the whole session.
+        self._target: SSHTarget | None = SSHTarget.from_stack(stack, port=ticket.port)
+        self._port = self._target.port
         self._suspend_timeout = suspend_timeout_for(stack, get_settings()["suspend_timeout"])
         self._read_only = bool(ticket.read_only)
         self._size: tuple[int, int] = DEFAULT_SIZE
@@ -72,7 +74,8 @@ class TerminalSession:
         self._send_lock = asyncio.Lock()
         self._client_gone = False
         self._closed = False
-        self._down = asyncio.Event()
+        #: Resolved by the activity tracker when the stack is no longer up (a future, not a task).
+        self._down: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._down_status = ""
         self._violation: ProtocolViolation | None = None
 
@@ -176,7 +179,8 @@ class TerminalSession:
     def _on_down(self, status: str) -> None:
         """Activity tracker callback: the stack is no longer up."""
         self._down_status = status
-        self._down.set()
+        if not self._down.done():
+            self._down.set_result(None)
 
     # --- the whole session ------------------------------------------------------------
 
@@ -186,8 +190,8 @@ class TerminalSession:
             return
         token = tracker.register(self._stack_id, self._on_down)
         reader = asyncio.create_task(self._read_client(), name="gateway-ws-reader")
-        down = asyncio.create_task(self._down.wait(), name="gateway-stack-down")
-        tasks: list[asyncio.Task[Any]] = [reader, down]
+        down = self._down
+        tasks: list[asyncio.Task[Any]] = [reader]
         terminal: Terminal | None = None
         opener: asyncio.Task[Terminal] | None = None
         try:
@@ -233,7 +237,7 @@ class TerminalSession:
                 return
             await self._send_json({"type": "status", "status": "connected"})
             mode = " (read-only)" if self._read_only else ""
-            logger.info("stack %s: terminal session open on port %d%s", self._stack_label, self._target.port, mode)
+            logger.info("stack %s: terminal session open on port %d%s", self._stack_label, self._port, mode)
 
             output = asyncio.create_task(self._pump_output(terminal), name="gateway-ssh-output")
             tasks.append(output)
@@ -267,7 +271,11 @@ class TerminalSession:
             logger.info("stack %s: terminal session ended", self._stack_label)
 
     async def _open_terminal(self) -> Terminal:
-        return await Terminal.open(self._target, size=lambda: self._size)
+        assert self._target is not None
+        try:
+            return await Terminal.open(self._target, size=lambda: self._size)
+        finally:
+            self._target = None
 
     async def _stack_down(self) -> None:
         logger.info("stack %s: no longer up (%s); closing the session", self._stack_label, self._down_status)

@@ -112,15 +112,27 @@ class _ShellSession(asyncssh.SSHClientSession[bytes]):
     granting window to the server, which is the end-to-end backpressure.
     """
 
+    # Hundreds of these live in one process: no per-instance dict, and waiters are
+    # futures made only while someone waits (an asyncio.Event costs a deque each).
+    __slots__ = ("buffer", "channel", "ended", "lost", "paused", "reader", "writer")
+
     def __init__(self) -> None:
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
         self.buffer = bytearray()
-        self.readable = asyncio.Event()
-        self.writable = asyncio.Event()
-        self.writable.set()
+        #: Set while the reader waits for output / the writer waits for window.
+        self.reader: asyncio.Future[None] | None = None
+        self.writer: asyncio.Future[None] | None = None
         self.paused = False
         self.ended = False
         self.lost = False
+
+    def _wake_reader(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self.writer is not None and not self.writer.done():
+            self.writer.set_result(None)
 
     def connection_made(self, channel: asyncssh.SSHClientChannel[bytes]) -> None:  # type: ignore[override]
         self.channel = channel
@@ -131,7 +143,7 @@ class _ShellSession(asyncssh.SSHClientSession[bytes]):
         if len(self.buffer) >= HIGH_WATER and not self.paused and self.channel is not None:
             self.paused = True
             self.channel.pause_reading()
-        self.readable.set()
+        self._wake_reader()
 
     def eof_received(self) -> bool:
         return False  # let asyncssh close the channel once the server has sent everything
@@ -141,14 +153,16 @@ class _ShellSession(asyncssh.SSHClientSession[bytes]):
             logger.warning("SSH session lost: %s", type(exc).__name__)
             self.lost = True
         self.ended = True
-        self.readable.set()
-        self.writable.set()
+        self._wake_reader()
+        self._wake_writer()
 
     def pause_writing(self) -> None:
-        self.writable.clear()
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.get_running_loop().create_future()
 
     def resume_writing(self) -> None:
-        self.writable.set()
+        self._wake_writer()
+        self.writer = None
 
 
 class Terminal:
@@ -291,8 +305,11 @@ class Terminal:
         while not session.buffer:
             if session.ended:
                 return b""
-            session.readable.clear()
-            await session.readable.wait()
+            session.reader = asyncio.get_running_loop().create_future()
+            try:
+                await session.reader
+            finally:
+                session.reader = None
         return self.read_nowait()
 
     def read_nowait(self) -> bytes:
@@ -315,8 +332,9 @@ class Terminal:
             # The output side notices the end and closes the session.
             logger.debug("SSH session write failed: %s", type(error).__name__)
             return
-        if not self._session.writable.is_set():
-            await self._session.writable.wait()
+        writer = self._session.writer
+        if writer is not None and not self._session.ended:
+            await asyncio.shield(writer)  # shared by nobody else, but a cancelled write must not cancel it
 
     def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (the shell gets SIGWINCH)."""

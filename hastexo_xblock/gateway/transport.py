@@ -24,6 +24,8 @@ from typing import Any
 class _CoalescingTransport(asyncio.Transport):
     """Wraps a real transport; :meth:`write` defers and joins, everything else passes through."""
 
+    __slots__ = ("_chunks", "_loop", "_transport")
+
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._transport = transport
@@ -83,6 +85,8 @@ class _CoalescingTransport(asyncio.Transport):
 
 class _Relay(asyncio.Protocol):
     """Protocol on the real socket that hands the wrapped transport to asyncssh's protocol."""
+
+    __slots__ = ("_loop", "inner")
 
     def __init__(self, inner: asyncio.Protocol, loop: asyncio.AbstractEventLoop) -> None:
         self.inner = inner

@@ -106,6 +106,8 @@ class OpenSSHServer(Server):
         os.chmod(host_key, 0o600)
         with open(os.path.join(self.dir, "authorized_keys"), "w") as handle:
             handle.write(keys.client.export_public_key().decode())
+        home = os.path.join(self.dir, "home")
+        os.makedirs(home, exist_ok=True)
         config = os.path.join(self.dir, "sshd_config")
         with open(config, "w") as handle:
             handle.write(
@@ -129,6 +131,9 @@ class OpenSSHServer(Server):
                         "AllowTcpForwarding no",
                         "LogLevel ERROR",
                         f"ForceCommand {SHELL_COMMAND}",
+                        # bash run by sshd sources ~/.bashrc even for a command; the account's own
+                        # start-up files (pyenv, conda, …) must not be part of every login measured.
+                        f"SetEnv HOME={home}",
                         "",
                     ]
                 )
@@ -174,7 +179,7 @@ class WebSSHServer(Server):
                 "--encoding=utf-8",  # otherwise it runs a command per connection to guess
                 "--timeout=30",
                 "--delay=30",
-                "--logging=error",
+                "--logging=warning",
             ],
             os.path.join(directory, "webssh.log"),
         )
