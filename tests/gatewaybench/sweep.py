@@ -44,7 +44,7 @@ KINDS = ("direct", "webssh", "gateway")
 @dataclass
 class Plan:
     session_counts: tuple[int, ...] = (1, 20, 100, 200)
-    direct_search: tuple[int, ...] = (250, 300, 350, 400, 500, 600)
+    direct_search: tuple[int, ...] = (150, 200, 250, 300, 400, 500, 600)
     repetitions: int = 3
     duration: float = 10.0
     #: Keys per second per session.
@@ -53,9 +53,10 @@ class Plan:
     bulk_bytes: int = 30_000_000
     bulk_sessions: int = 20
     bulk_bytes_each: int = 3_000_000
-    idle_sessions: int = 100
+    idle_sessions: int = 150
     stall_seconds: float = 30.0
-    stall_lines: int = 10_000_000
+    #: ``seq 1 11300000`` prints about 100 MB.
+    stall_lines: int = 11_300_000
     #: Single-session echo needs more keys for a meaningful p99.
     single_session_duration: float = 30.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,14 +64,14 @@ class Plan:
 
 FULL = Plan()
 REDUCED = Plan(
-    session_counts=(1, 20),
+    session_counts=(1, 20, 100),
     direct_search=(),
     repetitions=1,
     duration=5.0,
     bulk_bytes=10_000_000,
     bulk_sessions=5,
     bulk_bytes_each=2_000_000,
-    idle_sessions=20,
+    idle_sessions=60,
     stall_seconds=5.0,
     stall_lines=3_000_000,
     single_session_duration=10.0,
@@ -276,7 +277,12 @@ async def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
         log(f"stalled reader, {name}: {stall[name]}")
     report["stall"] = stall
     report["load_after"] = os.getloadavg()
+    # Judged on the worst of the repetitions: the largest count at which direct SSH kept p99 ≤ 50 ms.
+    within = [n for n in counts if echo[n]["direct"]["p99_ms"] <= DIRECT_P99_BOUND_MS]
+    largest_ok = max(within) if within else None
+    report["largest_direct_p99_under_50ms_all_repetitions"] = largest_ok
     report["ratios"] = ratios(report, largest_ok)
+    report["acceptance"] = acceptance(report)
     return report
 
 
@@ -313,6 +319,45 @@ def ratios(report: dict[str, Any], largest_ok: int | None) -> dict[str, Any]:
         per_key_s = echo[top][kind]["server_cpu_ms_per_1000_keys"] / 1e6
         out[f"{kind}_typing_sessions_per_core"] = int(1 / (per_key_s * report["plan"]["rate"])) if per_key_s else None
     return out
+
+
+def acceptance(report: dict[str, Any], slack: float = 1.0) -> dict[str, dict[str, Any]]:
+    """Issue 13's acceptance criteria, each with its value, its limit and whether it is met.
+
+    ``slack`` > 1 loosens every limit by that factor (the suite's reduced run on a
+    shared CI machine); the full sweep is judged with 1.0.
+    """
+    checks: dict[str, dict[str, Any]] = {}
+
+    def check(name: str, value: float | None, limit: float, at_most: bool = True) -> None:
+        bound = limit * slack if at_most else limit / slack
+        ok = value is not None and (value <= bound if at_most else value >= bound)
+        checks[name] = {"value": value, "limit": round(bound, 3), "at_most": at_most, "ok": ok}
+
+    ratios_ = report["ratios"]
+    for count, echo in ratios_["echo"].items():
+        check(f"echo p50 vs webssh, {count} sessions", echo["p50_vs_webssh"], 1.0)
+        check(f"echo p99 vs webssh, {count} sessions", echo["p99_vs_webssh"], 1.0)
+    largest = ratios_.get("p99_vs_direct_at_largest")
+    if largest:
+        check(f"echo p99 vs direct, {largest['sessions']} sessions", largest["p99_vs_direct"], 1.5)
+    for count, ratio in ratios_["cpu_per_1000_keys"].items():
+        # What sizes a deployment is the CPU under load; with a few sessions a keystroke's cost is
+        # mostly waking an idle process (reported in the ratios, not judged).
+        if int(count) >= 100:
+            check(f"CPU per 1,000 keystrokes vs webssh, {count} sessions", ratio, 0.5)
+    for size, bulk in ratios_["bulk"].items():
+        check(f"bulk CPU per MB vs webssh ({size})", bulk["cpu_per_mb_vs_webssh"], 0.5)
+        check(f"bulk MB/s vs webssh ({size})", bulk["mb_per_s_vs_webssh"], 1.0, at_most=False)
+        check(f"bulk MB/s vs direct ({size})", bulk["mb_per_s_vs_direct"], 0.9, at_most=False)
+    check("idle RSS per session vs webssh", ratios_["idle_rss_vs_webssh"], 1.0)
+    for name, stall in report["stall"].items():
+        checks[f"stalled reader ({name}): RSS growth under 20 MB, no loss, still open"] = {
+            "value": stall["rss_growth_mb"],
+            "limit": 20,
+            "ok": stall["rss_growth_mb"] < 20 and stall["complete"] and stall["connection_open"],
+        }
+    return checks
 
 
 def run(plan: Plan, run_dir: str, database_name: str | None = None, log: Callable[[str], None] = print) -> dict:
@@ -366,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     report["uptime_load_note"] = "load averages (1, 5, 15 min) before and after; 2 cores shared"
     path = write_report(report, "gateway-sweep.json")
     print(json.dumps(report["ratios"], indent=2))
+    for name, result in report["acceptance"].items():
+        print(f"{'ok ' if result['ok'] else 'NOT'} {name}: {result['value']} (limit {result['limit']})")
     print(f"written: {path}", file=sys.stderr)
 
 
