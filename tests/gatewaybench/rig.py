@@ -204,8 +204,11 @@ class GatewayServer(Server):
 
     def processes(self) -> list[psutil.Process]:
         """The serving processes: the one process, or uvicorn's workers under the supervisor."""
-        children = self.ps.children(recursive=True)
-        workers = [child for child in children if "multiprocessing" not in " ".join(child.cmdline())]
+        workers = []
+        for child in self.ps.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "spawn_main" in " ".join(child.cmdline()):  # not multiprocessing's resource tracker
+                    workers.append(child)
         return workers or [self.ps]
 
     @property
