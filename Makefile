@@ -3,14 +3,14 @@
 #   make test                              every test, installs included
 #
 # `make test` installs the system packages the tests drive (Chromium,
-# bubblewrap, the MariaDB client headers) when run as root, creates .venv
+# bubblewrap, OpenSSH's sshd, the MariaDB client headers) when run as root, creates .venv
 # from the pinned requirements, lints, runs the whole suite on SQLite, then
 # the database tests again on every database in HASTEXO_TEST_DATABASE_URLS.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config
+SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config openssh-server
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 
 .PHONY: test lint test-suite test-databases venv system-deps demo vendor requirements clean gateway-benchmarks gateway-profile

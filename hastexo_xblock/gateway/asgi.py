@@ -3,10 +3,11 @@
 Plain ASGI (no Channels, no Starlette).  Importing this module calls
 ``django.setup()``, so ``DJANGO_SETTINGS_MODULE`` must be set.  Serve it with::
 
-    DJANGO_SETTINGS_MODULE=... uvicorn hastexo_xblock.gateway.asgi:application \\
-        --host 127.0.0.1 --port 8001 --ws websockets --no-access-log
+    DJANGO_SETTINGS_MODULE=... python -m hastexo_xblock.gateway --host 127.0.0.1 --port 8001
 
-``--no-access-log`` matters: websocket URLs carry tickets.  (uvicorn also logs
+which runs uvicorn with the settings in :mod:`.serve` (uvloop, websockets-sansio,
+no permessage-deflate, no access log).  The access log must stay off: websocket
+URLs carry tickets.  (uvicorn also logs
 accepted websockets with their query string on ``uvicorn.error``; this module
 installs a filter there that replaces the ticket with ``<redacted>``.)
 

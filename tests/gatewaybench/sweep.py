@@ -58,7 +58,7 @@ class Plan:
     #: ``seq 1 11300000`` prints about 100 MB.
     stall_lines: int = 11_300_000
     #: Single-session echo needs more keys for a meaningful p99.
-    single_session_duration: float = 30.0
+    single_session_duration: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,7 +74,7 @@ REDUCED = Plan(
     idle_sessions=60,
     stall_seconds=5.0,
     stall_lines=3_000_000,
-    single_session_duration=10.0,
+    single_session_duration=20.0,
 )
 
 
@@ -227,6 +227,9 @@ async def measure(bench: Bench, plan: Plan) -> dict[str, Any]:
     report: dict[str, Any] = {"plan": asdict(plan), "load_before": os.getloadavg()}
 
     # Memory first, before any larger session count has grown the processes.
+    report["server_rss_mb_at_start"] = {
+        kind: round(bench.server_of[kind].rss() / 1e6, 1) for kind in ("webssh", "gateway")
+    }
     report["idle_rss"] = {kind: await bench.idle_rss(kind, plan.idle_sessions) for kind in ("webssh", "gateway")}
     log(f"idle RSS: {report['idle_rss']}")
 
