@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import clients
-from .rig import Keys, servers
+from .rig import GatewayServer, Keys, gateway_env, servers
 
 #: Direct SSH's p99 bound that defines the largest session count compared.
 DIRECT_P99_BOUND_MS = 50.0
@@ -103,7 +103,15 @@ def create_stacks(count: int, sshd: Any, keys: Keys) -> list[Any]:
 class Bench:
     """The servers and the openers of each kind for one run."""
 
-    def __init__(self, sshd: Any, webssh: Any, gateway: Any, stacks: list[Any], log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        sshd: Any,
+        webssh: Any,
+        gateway: Any,
+        stacks: list[Any],
+        log: Callable[[str], None],
+        fresh_gateway: Callable[[], Any] | None = None,
+    ) -> None:
         from hastexo_xblock.conf import get_settings
         from hastexo_xblock.gateway import tickets
         from hastexo_xblock.gateway.terminal import SSHTarget
@@ -133,6 +141,8 @@ class Bench:
             async with webssh_gate:
                 return await clients.WebsocketSession.open_webssh(webssh.port, self.targets[index])
 
+        self.ticket = ticket
+        self.fresh_gateway = fresh_gateway
         self.openers: dict[str, clients.Opener] = {
             "direct": lambda i: clients.DirectSession.open(self.targets[i]),
             "webssh": open_webssh,
@@ -192,17 +202,21 @@ class Bench:
         return {"sessions": count, "rss_kib_per_session": round((after - before) / 1024 / count, 1)}
 
     async def stall(self, lines: int, seconds: float, ping_every: float | None) -> dict[str, Any]:
-        (session,) = await clients.open_many(self.openers["gateway"], 1)
+        """On a gateway process of its own: in one that served hundreds of sessions, the
+        allocator's free memory would hide any growth."""
+        fresh = self.fresh_gateway is not None
+        server = await asyncio.to_thread(self.fresh_gateway) if fresh else self.gateway  # type: ignore[misc]
         try:
-            return await clients.stalled_reader(
-                session,  # type: ignore[arg-type]
-                lines=lines,
-                stall=seconds,
-                ping_every=ping_every,
-                sample_rss=self.gateway.rss,
-            )
+            session = await clients.WebsocketSession.open_gateway(server.url, self.ticket(0))
+            try:
+                return await clients.stalled_reader(
+                    session, lines=lines, stall=seconds, ping_every=ping_every, sample_rss=server.rss
+                )
+            finally:
+                await session.close()
         finally:
-            await session.close()
+            if fresh:
+                await asyncio.to_thread(server.stop)
 
 
 def _worst(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,13 +384,66 @@ def run(plan: Plan, run_dir: str, database_name: str | None = None, log: Callabl
         stacks = create_stacks(
             max([*plan.session_counts, *plan.direct_search, plan.idle_sessions, plan.bulk_sessions]), sshd, keys
         )
-        bench = Bench(sshd, webssh, gateway, stacks, log)
+        bench = Bench(sshd, webssh, gateway, stacks, log, lambda: GatewayServer(run_dir, gateway_env(database_name)))
         try:
             import uvloop
 
             return uvloop.run(measure(bench, plan))
         except ImportError:
             return asyncio.run(measure(bench, plan))
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: every figure of the worst repetition, with the ratios to webssh and direct."""
+    echo, bulk, ratios_ = report["echo"], report["bulk"], report["ratios"]
+    rows = [
+        f"| figure (worst of {report['plan']['repetitions']} runs) | direct asyncssh | webssh | gateway "
+        "| gateway ÷ webssh | gateway ÷ direct |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for count in sorted(echo, key=int):
+        by_kind, ratio = echo[count], ratios_["echo"][count]
+        for stat in ("p50", "p99"):
+            values = [by_kind[kind][f"{stat}_ms"] for kind in KINDS]
+            rows.append(
+                f"| echo {stat}, {count} session{'s' if int(count) > 1 else ''} (ms) | "
+                + " | ".join(f"{value:.2f}" for value in values)
+                + f" | {ratio[f'{stat}_vs_webssh']}× | {ratio[f'{stat}_vs_direct']}× |"
+            )
+    for count in sorted(echo, key=int):
+        if int(count) < 20:
+            continue
+        gw = echo[count]["gateway"]["server_cpu_ms_per_1000_keys"]
+        ws = echo[count]["webssh"]["server_cpu_ms_per_1000_keys"]
+        rows.append(
+            f"| server CPU per 1,000 keystrokes, {count} sessions (ms) | — | {ws:.0f} | {gw:.0f} | "
+            f"{ratios_['cpu_per_1000_keys'][count]}× | — |"
+        )
+    for size, label in (("one", "1 session"), ("many", f"{report['plan']['bulk_sessions']} sessions")):
+        by_kind, ratio = bulk[size], ratios_["bulk"][size]
+        rows.append(
+            f"| bulk output, {label} (MB/s) | "
+            + " | ".join(f"{by_kind[kind]['mb_per_s']:.1f}" for kind in KINDS)
+            + f" | {ratio['mb_per_s_vs_webssh']}× | {ratio['mb_per_s_vs_direct']}× |"
+        )
+        rows.append(
+            f"| server CPU per MB of output, {label} (ms) | — | "
+            f"{by_kind['webssh']['server_cpu_s_per_mb'] * 1000:.1f} | "
+            f"{by_kind['gateway']['server_cpu_s_per_mb'] * 1000:.1f} | {ratio['cpu_per_mb_vs_webssh']}× | — |"
+        )
+    rss = report["idle_rss"]
+    rows.append(
+        f"| RSS per idle session, {rss['gateway']['sessions']} sessions (KiB) | — | "
+        f"{rss['webssh']['rss_kib_per_session']} | {rss['gateway']['rss_kib_per_session']} | "
+        f"{ratios_['idle_rss_vs_webssh']}× | — |"
+    )
+    for name, stall in report["stall"].items():
+        rows.append(
+            f"| reader stalled {stall['stall_s']:.0f} s, {name.replace('_', ' ')}: gateway RSS growth (MB), "
+            f"all {stall['lines']:,} lines after | — | — | {stall['rss_growth_mb']} "
+            f"({'complete' if stall['complete'] else 'LOST OUTPUT'}) | — | — |"
+        )
+    return "\n".join(rows)
 
 
 def write_report(report: dict[str, Any], name: str) -> str:
@@ -392,7 +459,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reduced", action="store_true", help="the suite's reduced plan")
     parser.add_argument("--repetitions", type=int)
+    parser.add_argument("--table", metavar="REPORT", help="print the README table of a report and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table) as handle:
+            print(markdown_table(json.load(handle)))
+        return
     plan = REDUCED if args.reduced else FULL
     if args.repetitions:
         plan.repetitions = args.repetitions
@@ -413,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run(plan, run_dir, log=log)
     report["uptime_load_note"] = "load averages (1, 5, 15 min) before and after; 2 cores shared"
     path = write_report(report, "gateway-sweep.json")
+    print(markdown_table(json.loads(json.dumps(report, default=str))))
     print(json.dumps(report["ratios"], indent=2))
     for name, result in report["acceptance"].items():
         print(f"{'ok ' if result['ok'] else 'NOT'} {name}: {result['value']} (limit {result['limit']})")
