@@ -202,6 +202,15 @@ class GatewayServer(Server):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
             return response.status == 200
 
+    def cpu_seconds(self) -> float:
+        """CPU of the serving processes (with ``--workers``, all the workers and their supervisor)."""
+        total = 0.0
+        for process in {self.ps, *self.processes()}:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
     def processes(self) -> list[psutil.Process]:
         """The serving processes: the one process, or uvicorn's workers under the supervisor."""
         workers = []
