@@ -426,12 +426,13 @@ def run(plan: Plan, run_dir: str, database_name: str | None = None, log: Callabl
 def markdown_table(report: dict[str, Any]) -> str:
     """The README's table: every figure of the worst repetition, with the ratios to webssh and direct."""
     echo, bulk, ratios_ = report["echo"], report["bulk"], report["ratios"]
+    with_x2 = any(X2 in by_kind for by_kind in echo.values())
     rows = [
         f"| figure (worst of {report['plan']['repetitions']} runs) | direct asyncssh | webssh | gateway "
-        "| gateway ÷ webssh | gateway ÷ direct | gateway, 2 workers | ÷ webssh | ÷ direct |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| gateway ÷ webssh | gateway ÷ direct |" + (" gateway, 2 workers | ÷ webssh | ÷ direct |" if with_x2 else ""),
+        "| --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- |" if with_x2 else ""),
     ]
-    none3 = " — | — | — |"
+    none3 = " — | — | — |" if with_x2 else ""
     for count in sorted(echo, key=int):
         by_kind, ratio = echo[count], ratios_["echo"][count]
         for stat in ("p50", "p99"):
