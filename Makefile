@@ -53,7 +53,7 @@ test-databases: venv
 demo:
 	$(PYTHON) hastexo_xblock/demo/run.py
 
-# The gateway against webssh and direct SSH on one OpenSSH sshd (about 25 min; the README's
+# The gateway against webssh and direct SSH on one OpenSSH sshd (about 30 min; the README's
 # table quotes its output, test-output/benchmarks/gateway-sweep.json). The suite runs a reduced one.
 gateway-benchmarks: venv
 	$(PY) -m tests.gatewaybench.sweep

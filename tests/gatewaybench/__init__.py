@@ -8,7 +8,9 @@ with its own configuration, host key and free port on 127.0.0.1)::
     gateway:  websocket client ──ws──▶ uvicorn + gateway.asgi ──────ssh──▶ sshd
 
 Each server runs in its own process, so its CPU time and memory are its own
-(``psutil``).  The clients run in the benchmark's process.
+(``psutil``).  The clients run in the benchmark's process.  The full sweep also
+measures echo through a second gateway started with ``--workers 2`` (one worker
+per core, as the README recommends for this 2-core machine).
 
 * :mod:`.rig` starts and stops the servers;
 * :mod:`.clients` opens sessions of each kind and measures echo, bulk output,

@@ -1,6 +1,6 @@
 """The gateway against webssh and direct SSH, on one OpenSSH sshd, in one run.
 
-``make gateway-benchmarks`` runs :data:`FULL` (about 25 minutes on 2 cores) and
+``make gateway-benchmarks`` runs :data:`FULL` (about 30 minutes on 2 cores) and
 writes ``$HASTEXO_TEST_OUTPUT/benchmarks/gateway-sweep.json``; the suite's
 ``tests/test_benchmarks.py`` runs :data:`REDUCED` and asserts the ratios.
 
@@ -11,6 +11,7 @@ Each figure is taken :attr:`Plan.repetitions` times and the worst one counts
   for every N in :attr:`Plan.session_counts`, plus the largest N (searched
   first, in :attr:`Plan.direct_search`) at which direct SSH keeps p99 ≤ 50 ms;
 * the server's CPU per 1,000 keystrokes (the gateway's or webssh's process);
+* echo and CPU also through a gateway with ``--workers 2`` (:attr:`Plan.two_workers`);
 * bulk output (``base64`` of random bytes in the lab): bytes/s for one session
   and for :attr:`Plan.bulk_sessions` at once, and the server's CPU per MB;
 * RSS per idle session (the server process's growth over :attr:`Plan.idle_sessions`);
