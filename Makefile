@@ -3,19 +3,21 @@
 #   make test                              every test, installs included
 #
 # `make test` installs the system packages the tests drive (Chromium,
-# bubblewrap, the MariaDB client headers) when run as root, creates .venv
-# from the pinned requirements, lints, runs the whole suite on SQLite, then
-# the database tests again on every database in HASTEXO_TEST_DATABASE_URLS.
+# bubblewrap and slirp4netns for the local labs' sandbox, the MariaDB client
+# headers) when run as root, creates .venv from the pinned requirements,
+# lints, runs the whole suite on SQLite, the local provider's tests again as
+# an unprivileged worker, then the database tests again on every database in
+# HASTEXO_TEST_DATABASE_URLS.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config
+SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 
-.PHONY: test lint test-suite test-databases venv system-deps demo vendor requirements clean
+.PHONY: test lint test-suite test-local-unprivileged test-databases venv system-deps demo vendor requirements clean
 
-test: system-deps venv lint test-suite test-databases
+test: system-deps venv lint test-suite test-local-unprivileged test-databases
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +45,12 @@ lint: venv
 
 test-suite: venv
 	$(PY) -m pytest
+
+# The local provider isolates labs differently for a root worker (a user per
+# lab, cgroups, home images) and for an unprivileged one: as root, run its
+# tests once more as an unprivileged user (see the script).
+test-local-unprivileged:
+	bash tests/local/run_unprivileged.sh -q
 
 test-databases: venv
 	@set -e; for url in $$HASTEXO_TEST_DATABASE_URLS; do \
