@@ -49,6 +49,26 @@ class Capabilities:
                 problems.append(f"network 'egress' needs {TUN_DEVICE}: {self.tun_problem}")
         return problems
 
+    def enforced(self, settings: SandboxSettings) -> list[str]:
+        """The isolation and limits this machine gives labs under ``settings``, for operators to read."""
+        if settings.mode == "none" or self.missing(settings):
+            return []
+        mib = 1024 * 1024
+        found = ["namespaces of their own (user, PID, mount, IPC, UTS, network, cgroup)"]
+        found.append("no network" if settings.network == "none" else "outbound network only (slirp4netns)")
+        found.append(f"a /tmp of {settings.tmp_limit // mib} MiB in memory")
+        if settings.pids_limit:
+            found.append(f"{settings.pids_limit} processes")
+        if settings.memory_limit and "memory" in self.cgroups.parents:
+            found.append(f"{settings.memory_limit // mib} MiB of memory")
+        if settings.cpu_limit and "cpu" in self.cgroups.parents:
+            found.append(f"{settings.cpu_limit:g} CPU")
+        if settings.disk_limit and not self.homefs_problem:
+            found.append(f"a home of {settings.disk_limit // mib} MiB")
+        if "freeze" in self.cgroups.parents:
+            found.append("suspend by freezing the lab's cgroup")
+        return found
+
     def unenforced(self, settings: SandboxSettings) -> list[str]:
         """Limits the settings ask for that this machine does not enforce, each with the reason."""
         if settings.mode == "none":
