@@ -381,7 +381,7 @@ class HastexoXBlock(
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
                 port=self.port,
-                base_url=request.host_url,
+                base_url=labs.page_origin(request.headers, request.scheme, request.host),
             )
         except labs.LabError as error:
             return _json_error(str(error), 409)
