@@ -37,7 +37,6 @@ report = {"app": apps.get_app_config("hastexo_xblock").name}
 call_command("migrate", verbosity=0, interactive=False)
 report["tables"] = sorted(t for t in connection.introspection.table_names() if t.startswith("hastexo_xblock_"))
 report["commands"] = sorted(name for name, app in get_commands().items() if app == "hastexo_xblock")
-report["beat"] = sorted(settings.CELERY_BEAT_SCHEDULE)
 report["tasks_imported_before"] = "hastexo_xblock.tasks" in sys.modules
 # The LMS's and Studio's Celery app (openedx/core/lib/celery/__init__.py).
 app = Celery("proj")
@@ -46,6 +45,7 @@ app.config_from_object("django.conf:settings")
 app.autodiscover_tasks()
 app.loader.import_default_modules()
 report["tasks"] = sorted(name for name in app.tasks if name.startswith("hastexo_xblock."))
+report["beat"] = sorted(app.conf.beat_schedule)
 print(json.dumps(report))
 """
 
@@ -61,15 +61,15 @@ def test_plugin_settings_add_the_periodic_jobs(project, settings_type):
     """``add_plugins`` calls our ``plugin_settings``; the beat entries follow the operator's settings."""
     module = types.ModuleType(f"fake_{project.replace('.', '_')}_{settings_type}")
     module.XBLOCK_SETTINGS = {"hastexo": {"suspend_interval": 30, "task_queue": "labs"}}
-    module.CELERY_BEAT_SCHEDULE = {"hastexo-reaper": {"task": "operator's own", "schedule": 5.0}}
+    module.CELERYBEAT_SCHEDULE = {"hastexo-reaper": {"task": "operator's own", "schedule": 5.0}}
     sys.modules[module.__name__] = module
     try:
         add_plugins(module.__name__, project, settings_type)
     finally:
         del sys.modules[module.__name__]
-    suspender = module.CELERY_BEAT_SCHEDULE["hastexo-suspender"]
+    suspender = module.CELERYBEAT_SCHEDULE["hastexo-suspender"]
     assert suspender == {"task": "hastexo_xblock.suspender", "schedule": 30.0, "options": {"queue": "labs"}}
-    assert module.CELERY_BEAT_SCHEDULE["hastexo-reaper"]["task"] == "operator's own"
+    assert module.CELERYBEAT_SCHEDULE["hastexo-reaper"]["task"] == "operator's own"
 
 
 def test_the_platform_way_migrates_finds_commands_and_registers_tasks(tmp_path):

@@ -13,7 +13,11 @@ from ..conf import beat_schedule
 
 
 def plugin_settings(settings: Any) -> None:
-    """Add the suspender and the reaper to ``CELERY_BEAT_SCHEDULE`` (for platforms that run beat).
+    """Add the suspender and the reaper to ``CELERYBEAT_SCHEDULE`` (for platforms that run beat).
+
+    The LMS's and Studio's Celery app reads Django settings without a
+    namespace (``config_from_object("django.conf:settings")``), that is, by
+    Celery's old setting names, hence ``CELERYBEAT_SCHEDULE``.
 
     The entries follow ``XBLOCK_SETTINGS["hastexo"]`` (intervals, ``task_queue``)
     as configured at this point.  An operator's own entry of the same name
@@ -22,9 +26,9 @@ def plugin_settings(settings: Any) -> None:
     safe together, because every claim is an atomic update.
     """
     raw = (getattr(settings, "XBLOCK_SETTINGS", None) or {}).get("hastexo") or {}
-    schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None)
+    schedule = getattr(settings, "CELERYBEAT_SCHEDULE", None)
     if schedule is None:
         schedule = {}
-        settings.CELERY_BEAT_SCHEDULE = schedule
+        settings.CELERYBEAT_SCHEDULE = schedule
     for name, entry in beat_schedule(raw).items():
         schedule.setdefault(name, entry)
