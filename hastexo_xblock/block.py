@@ -7,9 +7,11 @@ existing OLX imports unchanged.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import yaml
+from django.utils import translation
 from web_fragments.fragment import Fragment
 from webob import Response
 from xblock.core import XBlock
@@ -31,6 +33,7 @@ from .gateway import tickets
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
 
@@ -52,6 +55,14 @@ def _yaml_text(value: Any) -> str:
     if not value:
         return ""
     return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
+def translation_candidates(language: str | None) -> list[str]:
+    """Catalog directory names to try for ``language`` (``de-ch`` → ``de_CH``, ``de``)."""
+    if not language:
+        return []
+    locale = translation.to_locale(language)
+    return [locale, locale.split("_")[0]] if "_" in locale else [locale]
 
 
 def _json_error(message: str, status: int) -> Response:
@@ -83,6 +94,7 @@ class HastexoXBlock(
     """
 
     block_settings_key = "hastexo"
+    i18n_js_namespace = "HastexoXBlockI18N"  # the JavaScript catalog's global (static/js/translations/)
     has_children = True
     has_author_view = True  # Studio renders author_view, never the learner's view that launches a lab
     has_score = True
@@ -254,8 +266,24 @@ class HastexoXBlock(
         return labs.get_stack(compat.course_id(self), compat.anonymous_user_id(self), compat.django_user(self))
 
     def _text(self, message: str) -> str:
-        """``message`` in the current user's language."""
-        return self.runtime.service(self, "i18n").gettext(message)
+        """``message`` in the current user's language (empty stays empty: gettext("") is the catalog header)."""
+        return self.runtime.service(self, "i18n").gettext(message) if message else message
+
+    def _js_catalog_url(self) -> str | None:
+        """The page's JavaScript catalog (``i18n_js_namespace``), in the active language; ``None`` for English.
+
+        The LMS serves one it compiled itself (``get_javascript_i18n_catalog_url``,
+        OEP-58 translations); otherwise the one this package ships is used.
+        """
+        service = self.runtime.service(self, "i18n")
+        platform_catalog = getattr(service, "get_javascript_i18n_catalog_url", None)
+        url = platform_catalog(self) if platform_catalog else None
+        if url:
+            return url
+        for lang in translation_candidates(translation.get_language()):
+            if os.path.exists(os.path.join(_PACKAGE_DIR, "static", "js", "translations", lang, "text.js")):
+                return self.runtime.local_resource_url(self, f"static/js/translations/{lang}/text.js")
+        return None
 
     def _refuse_in_studio(self) -> None:
         """Refuse lab actions in Studio: every author there shares one anonymous id, so one shared lab."""
@@ -294,13 +322,14 @@ class HastexoXBlock(
             loader.render_django_template(
                 "templates/hastexo_student.html",
                 {
-                    "display_name": self.display_name,
+                    "display_name": self._text(self.display_name),
                     "hidden": self.hidden,
                     "instructions_layout": settings["instructions_layout"],
                     "children_html": "".join(children_html),
-                    "progress_check_label": self.progress_check_label,
+                    # The defaults are in the catalog; an author's own text passes through unchanged.
+                    "progress_check_label": self._text(self.progress_check_label),
                     "show_check": bool(self.tests),
-                    "progress_check_result_heading": self.progress_check_result_heading,
+                    "progress_check_result_heading": self._text(self.progress_check_result_heading),
                     "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
@@ -308,6 +337,9 @@ class HastexoXBlock(
         )
         for path in ("vendor/xterm/xterm.css", "css/hastexo.css"):
             frag.add_css_url(self.runtime.local_resource_url(self, f"static/{path}"))
+        catalog_url = self._js_catalog_url()
+        if catalog_url:
+            frag.add_javascript_url(catalog_url)  # before hastexo.js, which reads it
         for path in ("vendor/xterm/xterm.js", "vendor/xterm/addon-fit.js", "js/hastexo.js"):
             frag.add_javascript_url(self.runtime.local_resource_url(self, f"static/{path}"))
         frag.initialize_js(

@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import lifecycle, names, states
+from . import lifecycle, messages, names, states
 from .conf import Settings, get_settings
 from .gateway import tickets
 from .models import Stack, transition
@@ -106,7 +106,7 @@ def view(stack: Stack) -> dict[str, Any]:
     pending = stack.status in states.PENDING
     return {
         "status": stack.status,
-        "error_msg": stack.error_msg,
+        "error_msg": messages.render(stack.error_msg),
         "name": stack.name,
         "up": stack.status in states.UP,
         "pending": pending,
@@ -184,7 +184,7 @@ def status(
                     states.LAUNCH_ERROR,
                     allowed_from=[states.LAUNCH_PENDING],
                     if_attempt=attempt,
-                    error_msg=_("Your lab could not be started. Please try again in a minute."),
+                    error_msg=messages.stored("launch.enqueue_failed"),
                     status_deadline=None,
                     phase="",
                     progress=0.0,

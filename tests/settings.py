@@ -16,6 +16,7 @@ import os
 import tempfile
 from urllib.parse import unquote, urlparse
 
+import django
 from edx_django_utils.plugins import add_plugins, get_plugin_apps
 from workbench.settings import *  # noqa: F403
 
@@ -65,11 +66,11 @@ if os.environ.get("HASTEXO_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["HASTEXO_TEST_DB_NAME"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests run workers and threads against one file: wait for locks, don't fail.
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL;",
-    }
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+    if django.VERSION >= (5, 1):  # both options are Django 5.1's; Django 4.2 (Open edX Sumac, Teak) has neither
+        DATABASES["default"]["OPTIONS"].update(
+            {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        )
 
 _providers = {"default": {"type": "local", "root": os.path.join(_run_dir, "labs")}}
 # Tests that start worker subprocesses pass extra providers (e.g. Heat) this way.

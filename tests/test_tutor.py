@@ -62,7 +62,8 @@ def test_the_plugin_is_listed_and_enabled(tmp_path):
 
 def test_the_image_installs_the_package(rendered):
     dockerfile = read(rendered["local"], "build/openedx/Dockerfile")
-    assert "pip install 'hastexo-xblock-ng==0.1.0'" in dockerfile
+    assert "pip install -c /tmp/hastexo-platform-pins.txt 'hastexo-xblock-ng==0.1.0'" in dockerfile
+    assert "pip freeze --exclude-editable" in dockerfile  # the platform's own pins constrain the install
 
 
 @pytest.mark.parametrize("variant", ["lms", "cms"])
