@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.contrib import messages as django_messages
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import operations, states
+from . import messages, operations, states
 from .conf import get_settings
 from .models import Stack, StackLog
 from .usage import usage_seconds
@@ -63,14 +64,14 @@ class StatusGroupFilter(admin.SimpleListFilter):
 def _run(modeladmin, request, queryset, action: str, done: str) -> None:
     outcome = operations.apply(action, queryset)
     if outcome.started:
-        modeladmin.message_user(request, f"{done}: {', '.join(outcome.started)}", messages.SUCCESS)
+        modeladmin.message_user(request, f"{done}: {', '.join(outcome.started)}", django_messages.SUCCESS)
     if outcome.skipped:
         text = ngettext(
             "Skipped (busy, or not possible in its state): %(names)s",
             "Skipped (busy, or not possible in their state): %(names)s",
             len(outcome.skipped),
         ) % {"names": ", ".join(outcome.skipped)}
-        modeladmin.message_user(request, text, messages.WARNING)
+        modeladmin.message_user(request, text, django_messages.WARNING)
 
 
 @admin.action(description=_("Suspend the selected labs"), permissions=["operate"])
@@ -88,9 +89,15 @@ def delete_labs(modeladmin, request, queryset):
     _run(modeladmin, request, queryset, "delete", _("Deleting"))
 
 
+@admin.display(description=_("message"))
+def message_text(row) -> str:
+    """The stored learner message as text (stored as a catalog code; see ``messages.py``)."""
+    return messages.render(row.error_msg)
+
+
 class StackLogInline(admin.TabularInline):
     model = StackLog
-    fields = ("created_at", "status", "provider", "error_msg")
+    fields = ("created_at", "status", "provider", "message")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -99,6 +106,9 @@ class StackLogInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+    def message(self, row: StackLog) -> str:
+        return message_text(row)
 
 
 @admin.register(Stack)
@@ -157,7 +167,7 @@ class StackAdmin(ReadOnlyAdmin):
 
 @admin.register(StackLog)
 class StackLogAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "stack", "status", "provider", "course_id", "learner", "error_msg")
+    list_display = ("created_at", "stack", "status", "provider", "course_id", "learner", message_text)
     list_filter = ("status", "provider")
     search_fields = ("stack__name", "course_id", "anonymous_user_id", "learner__username")
     list_select_related = ("stack", "learner")

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from hastexo_xblock import states
+from hastexo_xblock import messages, states
 from hastexo_xblock.models import Stack, StackLog
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
@@ -75,6 +75,9 @@ def test_the_list_shows_status_provider_course_learner_activity_and_usage(client
     for text in ("hx-up", "CREATE_COMPLETE", "cloud-b", "course-v1:Org+Lab+2026", "alice", "bob", "anon-hx-busy"):
         assert text in page, text
     assert "1:30 h" in page  # usage: up for 90 minutes, from the status history
+    StackLog.objects.filter(stack=labs["busy"]).update(error_msg=messages.stored("launch.timeout"))
+    logs = client.get("/admin/hastexo_xblock/stacklog/").content.decode()
+    assert "Your lab took too long to start." in logs and '"code"' not in logs  # messages as text
     assert "Last activity" in page
 
 
