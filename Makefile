@@ -3,26 +3,28 @@
 #   make test                              every test, installs included
 #
 # `make test` installs the system packages the tests drive (Chromium,
-# bubblewrap, the MariaDB client headers, gettext) when run as root, creates
-# .venv from the pinned requirements and .venv-tutor with the real Tutor,
-# lints, runs the whole suite on SQLite, the database tests again on every
-# database in HASTEXO_TEST_DATABASE_URLS, then the suite under each Open edX
-# release's pins (requirements/platform-*.txt, one venv each: .venv-<release>).
+# bubblewrap and slirp4netns for the local labs' sandbox, the MariaDB client
+# headers, gettext) when run as root, creates .venv from the pinned
+# requirements and .venv-tutor with the real Tutor, lints, runs the whole
+# suite on SQLite, the local provider's tests again as an unprivileged
+# worker, the database tests again on every database in
+# HASTEXO_TEST_DATABASE_URLS, then the suite under each Open edX release's
+# pins (requirements/platform-*.txt, one venv each: .venv-<release>).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config gettext
+SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext
 TUTOR_VENV ?= .venv-tutor
 # Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
 PLATFORM_RELEASES ?= ulmo sumac
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 export HASTEXO_TUTOR ?= $(CURDIR)/$(TUTOR_VENV)/bin/tutor
 
-.PHONY: test lint test-suite test-databases test-pins venv tutor-venv system-deps demo vendor requirements clean \
-	extract_translations compile_translations translations-de
+.PHONY: test lint test-suite test-local-unprivileged test-databases test-pins venv tutor-venv system-deps demo \
+	vendor requirements clean extract_translations compile_translations translations-de
 
-test: system-deps venv tutor-venv lint test-suite test-databases test-pins
+test: system-deps venv tutor-venv lint test-suite test-local-unprivileged test-databases test-pins
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -59,6 +61,12 @@ lint: venv
 
 test-suite: venv tutor-venv
 	$(PY) -m pytest
+
+# The local provider isolates labs differently for a root worker (a user per
+# lab, cgroups, home images) and for an unprivileged one: as root, run its
+# tests once more as an unprivileged user (see the script).
+test-local-unprivileged:
+	bash tests/local/run_unprivileged.sh -q
 
 test-databases: venv
 	@set -e; for url in $$HASTEXO_TEST_DATABASE_URLS; do \

@@ -31,6 +31,8 @@ TIME_ZONE = "UTC"
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _run_dir = os.environ.setdefault("HASTEXO_TEST_RUN_DIR", tempfile.mkdtemp(prefix="hastexo-tests-"))
+# A root worker runs each local lab as a user of its own, which passes through here to its home.
+os.chmod(_run_dir, 0o711)
 
 
 def database_from_url(url: str) -> dict:

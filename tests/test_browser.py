@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -64,11 +65,24 @@ def lab_hosts(var: str) -> list[int]:
 def demo(tmp_path):
     require_browser()
     var = str(tmp_path / "var")
+    # Not under tmp_path (0700): a root worker's labs must be able to pass through to their homes.
+    labs = tempfile.mkdtemp(prefix="hastexo-browser-labs-", dir="/var/tmp")
+    os.chmod(labs, 0o711)
     port, gateway_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HASTEXO_TEST_"))}
     log = open(tmp_path / "demo.out", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, RUN, "--no-venv", "--var", var, "--port", str(port), "--gateway-port", str(gateway_port)],
+        [
+            sys.executable,
+            RUN,
+            "--no-venv",
+            "--var",
+            var,
+            "--labs",
+            labs,
+            *("--port", str(port)),
+            *("--gateway-port", str(gateway_port)),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -85,10 +99,11 @@ def demo(tmp_path):
                 log.close()
                 pytest.fail("the demo did not come up:\n" + (tmp_path / "demo.out").read_text()[-3000:])
             time.sleep(0.3)
-    yield {"url": url, "var": var, "process": process, "output": tmp_path / "demo.out"}
+    yield {"url": url, "var": labs, "process": process, "output": tmp_path / "demo.out"}
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     log.close()
+    shutil.rmtree(labs, ignore_errors=True)
 
 
 def type_command(page, command):

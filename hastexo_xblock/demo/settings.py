@@ -59,9 +59,9 @@ XBLOCK_SETTINGS = {
         "providers": {
             "default": {
                 "type": "local",
-                "root": os.path.join(VAR, "labs"),
-                # Lab shells must not see the demo's database, broker or secret key.
-                "hidden_paths": [VAR],
+                "root": os.environ.get("HASTEXO_DEMO_LABS") or os.path.join(VAR, "labs"),
+                # run.py chooses "auto" whenever this machine can sandbox labs.
+                "sandbox": os.environ.get("HASTEXO_DEMO_SANDBOX", "auto"),
             }
         },
         "gateway_url": f"ws://127.0.0.1:{GATEWAY_PORT}/ws",
