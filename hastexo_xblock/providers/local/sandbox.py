@@ -150,6 +150,30 @@ INIT_SCRIPT = (
 )
 INIT_NAME = "lab-init"
 
+#: Where a desktop lab's VNC server listens, inside the lab (only the lab's user may connect; the
+#: lab host forwards the gateway's connection to it from inside the lab).
+DESKTOP_SOCKET = "/run/hastexo/desktop/vnc.sock"
+DESKTOP_PROGRAMS = ("Xtigervnc",)
+#: Keeps a lab's desktop up: Xtigervnc on display :1, on a Unix socket and no TCP port, with no VNC
+#: password (the socket is the lab user's alone, and only the lab host reaches it, over SSH); then
+#: the template's startup programs.  Should the X server end, it starts again.
+DESKTOP_SCRIPT = """\
+geometry=$1
+startup=$2
+mkdir -p "${0%/*}"
+export DISPLAY=:1
+while :; do
+    rm -f /tmp/.X1-lock /tmp/.X11-unix/X1 "$0"
+    Xtigervnc :1 -geometry "$geometry" -depth 24 -rfbport -1 -rfbunixpath "$0" -rfbunixmode 0600 \\
+        -SecurityTypes None -AcceptSetDesktopSize -AlwaysShared -nolisten tcp -desktop lab &
+    server=$!
+    for i in $(seq 100); do [ -S /tmp/.X11-unix/X1 ] && break; sleep 0.1; done
+    (bash -c "$startup" >/dev/null 2>&1 &)
+    wait "$server"
+    sleep 1
+done
+"""
+
 #: slirp4netns's fixed addresses: the lab is 10.0.2.100, DNS is 10.0.2.3.
 SLIRP_DNS = "10.0.2.3"
 TUN_DEVICE = "/dev/net/tun"
@@ -390,8 +414,9 @@ def enter_command(
     control_fd: int | None = None,
     pids_limit: int | None = None,
     oom_score_adj: int | None = None,
+    connect: str | None = None,
 ) -> list[str]:
-    """The command line that runs ``argv`` inside the lab (see ``enter.py``)."""
+    """The command line that runs ``argv`` inside the lab, or connects to ``connect`` there (see ``enter.py``)."""
     # fmt: off
     cmd = [
         python, "-I", "-S", enter_script,
@@ -407,6 +432,8 @@ def enter_command(
         cmd += ["--nproc", str(pids_limit)]
     if oom_score_adj is not None:
         cmd += ["--oom-score-adj", str(oom_score_adj)]
+    if connect is not None:
+        return [*cmd, "--connect", connect]
     return [*cmd, "--", *argv]
 
 
