@@ -327,28 +327,38 @@ class LabHost:
         """Start ``argv`` in the lab (or, without a sandbox, here) and return its session."""
         if self.lab.mode != "bwrap":
             return self._start_plain(argv, env, pty, stdio)
+        helper, exited, message, fds = await self._enter(
+            argv,
+            env,
+            stdio,
+            pty=pty,
+            pids_limit=self.lab.pids_limit,
+            # A root lab host protects itself from the lab's OOM kills (main()); sessions are fair game.
+            oom_score_adj=0 if os.geteuid() == 0 else None,
+        )
+        if not message:
+            code = await exited
+            raise RuntimeError(f"the session could not enter the lab (status {code})")
+        pid = int(json.loads(message)["pid"])
+        return Session(helper, pid, exited, fds[0] if fds else None)
+
+    async def _enter(
+        self, argv: Sequence[str], env: Mapping[str, str], stdio: Mapping[str, Any], **options: Any
+    ) -> tuple[int, asyncio.Future[int], bytes, list[int]]:
+        """Run ``enter.py`` (see ``sandbox.enter_command`` for ``options``) and receive what it sends.
+
+        Returns the helper's pid, its exit future, its message (empty if it
+        failed before sending one) and the descriptors that came with it.
+        """
         assert self.init is not None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with ours:
             try:
                 cmd = sandbox.enter_command(
-                    self.python,
-                    ENTER_SCRIPT,
-                    self.init,
-                    argv,
-                    pty=pty,
-                    control_fd=theirs.fileno(),
-                    pids_limit=self.lab.pids_limit,
-                    # A root lab host protects itself from the lab's OOM kills (main()); sessions are fair game.
-                    oom_score_adj=0 if os.geteuid() == 0 else None,
+                    self.python, ENTER_SCRIPT, self.init, argv, control_fd=theirs.fileno(), **options
                 )
                 helper = subprocess.Popen(
-                    cmd,
-                    pass_fds=[theirs.fileno()],
-                    env=dict(env),
-                    close_fds=True,
-                    start_new_session=True,
-                    **stdio,
+                    cmd, pass_fds=[theirs.fileno()], env=dict(env), close_fds=True, start_new_session=True, **stdio
                 )
             finally:
                 theirs.close()
@@ -356,11 +366,7 @@ class LabHost:
             helper.returncode = 0  # the reaper owns the status
             ours.setblocking(False)
             message, fds = await asyncio.wait_for(self._receive(ours), ENTER_SECONDS)
-        if not message:
-            code = await exited
-            raise RuntimeError(f"the session could not enter the lab (status {code})")
-        pid = int(json.loads(message)["pid"])
-        return Session(helper.pid, pid, exited, fds[0] if fds else None)
+        return helper.pid, exited, message, fds
 
     async def open_in_lab(self, target: str) -> channels.ForwardSession:
         """A forwarding session to ``unix:/path`` or ``tcp:host:port`` as seen from *inside* the lab.
@@ -375,27 +381,8 @@ class LabHost:
 
         if self.lab.mode != "bwrap" or self.init is None:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "forwarding needs a sandbox")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        with ours:
-            try:
-                cmd = sandbox.enter_command(
-                    self.python, ENTER_SCRIPT, self.init, [], control_fd=theirs.fileno(), connect=target
-                )
-                helper = subprocess.Popen(
-                    cmd,
-                    pass_fds=[theirs.fileno()],
-                    env={"PATH": DEFAULT_PATH},
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    close_fds=True,
-                    start_new_session=True,
-                )
-            finally:
-                theirs.close()
-            exited = self._track(helper.pid)
-            helper.returncode = 0  # the reaper owns the status
-            ours.setblocking(False)
-            _message, fds = await asyncio.wait_for(self._receive(ours), ENTER_SECONDS)
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL}
+        _helper, exited, _message, fds = await self._enter([], {"PATH": DEFAULT_PATH}, quiet, connect=target)
         await exited
         if not fds:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, f"nothing answers at {target} in the lab")

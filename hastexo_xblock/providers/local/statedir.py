@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -153,8 +154,6 @@ class LabDir:
         return read_json(self.file(STATE_FILE))
 
     def write_state(self, state: dict[str, Any]) -> None:
-        import time
-
         state["updated"] = time.time()
         atomic_write_json(self.file(STATE_FILE), state)
 
