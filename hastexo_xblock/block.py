@@ -137,6 +137,12 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         scope=Scope.settings,
         help=_("YAML list, in order: - {name: NAME, capacity: N, template: PATH, environment: PATH}"),
     )
+    provider = String(
+        display_name=_("Provider (deprecated)"),
+        default="",
+        scope=Scope.settings,
+        help=_("The original's single provider name; used only when Providers is empty"),
+    )
     tests = List(
         display_name=_("Tests"),
         default=[],
@@ -225,6 +231,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             ports=[dict(p) for p in self.ports],
             hook_script=self.hook_script,
             hook_events={event: bool(on) for event, on in (self.hook_events or {}).items()},
+            provider=self.provider,
         )
 
     def _stack(self):
@@ -279,6 +286,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "font_name": settings["terminal_font_name"],
                     "font_size": settings["terminal_font_size"],
                     "color_scheme": settings["terminal_color_scheme"],
+                    "theme": settings.terminal_theme,
                 },
                 "read_only": self.read_only,
                 "hidden": self.hidden,

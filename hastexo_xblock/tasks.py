@@ -125,4 +125,3 @@ def report_local_sandboxes(**_kwargs: Any) -> None:
     for name, config in providers.items():
         if config.get("type") == "local":
             get_provider(name, providers).capabilities()
-

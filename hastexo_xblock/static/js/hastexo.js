@@ -145,7 +145,9 @@
       },
       fontFamily: fontFamily(term.font_name || 'monospace'),
       fontSize: fontSizePx(term.font_size),
-      theme: COLOR_SCHEMES[scheme],
+      // A custom scheme (the original's Guacamole format) arrives as a theme the server made: #rrggbb only.
+      theme: term.theme && typeof term.theme === 'object'
+        ? Object.assign({}, COLOR_SCHEMES[DEFAULT_SCHEME], term.theme) : COLOR_SCHEMES[scheme],
       readOnly: !!c.read_only,
       hidden: !!c.hidden,
       fullscreen: !!c.enable_fullscreen,
