@@ -24,11 +24,17 @@ from xblock.validation import ValidationMessage
 from . import authoring, checks, compat, labs, olx
 from .conf import get_settings
 from .gateway import tickets
+from .legacy import handlers as original_handlers
+from .legacy import state as original_state
+from .models import Check
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
+
+#: What the page of ``launch_new_window`` calls (it has no XBlock runtime of its own).
+_WINDOW_HANDLERS = ("get_user_stack_status", "keepalive", "set_port", "get_ticket")
 
 
 class _StudioYamlDumper(yaml.SafeDumper):
@@ -73,7 +79,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         display_name=_("Weight"),
         default=1,
         scope=Scope.settings,
-        help=_("Weight of this lab in grading (the score is the share of tests passed)"),
+        help=_(
+            "Points this lab is worth: a learner earns the share of tests passed (a lab without tests is not graded)"
+        ),
     )
     stack_user_name = String(
         display_name=_("Lab user name"), default="", scope=Scope.settings, help=_("User name to log in to the lab as")
@@ -189,7 +197,10 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
 
     # The learner's choices and results.
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
-    check_id = Integer(default=None, scope=Scope.user_state, help=_("The learner's latest progress check"))
+    # A Check id; a learner's state from the original holds its Celery task id here (see legacy/state.py).
+    check_id = original_state.CheckRef(
+        default=None, scope=Scope.user_state, help=_("The learner's latest progress check")
+    )
     score = Dict(default={}, scope=Scope.user_state, help=_("Raw score of the latest check: earned, possible"))
 
     editable_fields = (
@@ -247,13 +258,15 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     def student_view(self, context: dict | None = None) -> Fragment:
         """The lab unit for the learner: instructions, the lab area, the controls."""
         settings = get_settings()
+        # The page of launch_new_window: the lab alone, as in the original's full-window view.
+        window = bool((context or {}).get("hastexo_window"))
         last_check = None
-        if self.tests and self.check_id:
+        if self.tests and self.check_id and not window:
             # Record a check that finished after the learner left the page.
-            last_check = self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+            last_check = self._latest_check_view()
         frag = Fragment()
         children_html = []
-        for child_id in self.children:
+        for child_id in [] if window else self.children:
             child = self.runtime.get_block(child_id)
             child_frag = child.render("student_view", context or {})
             frag.add_fragment_resources(child_frag)
@@ -267,7 +280,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "instructions_layout": settings["instructions_layout"],
                     "children_html": "".join(children_html),
                     "progress_check_label": self.progress_check_label,
-                    "show_check": bool(self.tests),
+                    "show_check": bool(self.tests) and not window,
                     "progress_check_result_heading": self.progress_check_result_heading,
                     "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
@@ -363,17 +376,71 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         return self._check_view(check)
 
     @XBlock.json_handler
-    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+    def check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """The learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (see ``checks.view``).
 
         A finished check's score is stored and published here, once.
         """
-        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+        return self._latest_check_view()
+
+    @XBlock.json_handler
+    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+        """The original's handler: report the learner's check, or start one when none is running.
+
+        For pages and integrations written for the original hastexo XBlock;
+        the answer has the original's shape (see ``legacy/handlers.py``).
+        """
+        if original_state.is_original_check(self.check_id):
+            return original_handlers.original_view(self._latest_check_view())
+        stack = self._stack()
+        check = checks.current(stack, self._block_id(), self.check_id)
+        if check is None or not (check.status in Check.ACTIVE or original_handlers.first_report(check)):
+            try:
+                check = checks.start(stack, self._block_id(), list(self.tests))
+            except checks.CheckError as error:
+                return original_handlers.original_view({"status": Check.ERROR, "error_msg": str(error)})
+            self.check_id = check.pk
+        return original_handlers.original_view(self._check_view(check))
+
+    @XBlock.handler
+    def launch_new_window(self, request, suffix: str = "") -> Response:
+        """The original's full-window lab page: the learner's lab alone, on a page of its own.
+
+        The page runs the same script as the unit, with the handler URLs of
+        this block; the LMS has authenticated the learner before calling
+        this handler, and every value on the page is escaped.
+        """
+        frag = self.student_view({"hastexo_window": True})
+        body = loader.render_django_template(
+            "templates/hastexo_window.html",
+            {
+                "title": self.display_name,
+                "content": frag.body_html(),
+                "head": frag.head_html(),
+                "foot": frag.foot_html(),
+                "init": {
+                    "init_fn": frag.js_init_fn,
+                    "init_args": frag.json_init_args,
+                    "handler_urls": {name: self.runtime.handler_url(self, name) for name in _WINDOW_HANDLERS},
+                },
+            },
+            i18n_service=self.runtime.service(self, "i18n"),
+        )
+        response = Response(body, content_type="text/html", charset="utf-8")
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     # --- scoring -----------------------------------------------------------------
 
     def _block_id(self) -> str:
         return str(self.scope_ids.usage_id)
+
+    def _latest_check_view(self) -> dict[str, Any]:
+        """The learner's latest check (recorded if it has finished); a check the original left is reported once."""
+        if original_state.is_original_check(self.check_id):
+            self.check_id = None
+            return original_state.interrupted_check()
+        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
 
     def _check_view(self, check) -> dict[str, Any]:
         if check is not None and check.status == check.DONE:
@@ -381,23 +448,35 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         return checks.view(check, show_feedback=self.show_feedback, show_hints_on_error=self.show_hints_on_error)
 
     def _record(self, check) -> None:
-        """Store a finished check's score and publish the grade (once per check)."""
+        """Store a finished check's score and publish the grade (once per check).
+
+        The score has the original's scale: ``weight`` points possible, and
+        the share of tests passed of them earned.
+        """
         if checks.claim_recording(check):
-            score = Score(raw_earned=float(check.passed), raw_possible=float(check.total))
+            earned, possible = original_state.weighted(
+                {"raw_earned": check.passed, "raw_possible": check.total}, self._weight()
+            ) or (0.0, 0.0)
+            score = Score(raw_earned=earned, raw_possible=possible)
             self.set_score(score)
             self._publish_grade(score)
 
+    def _weight(self) -> float:
+        return 1.0 if self.weight is None else max(0.0, float(self.weight))
+
     def max_score(self) -> float:
-        """Raw points possible: one per test script."""
-        return float(len(self.tests))
+        """Points possible: ``weight``, as in the original; a lab without tests is not graded (0)."""
+        return self._weight() if self.tests else 0.0
 
     def has_submitted_answer(self) -> bool:
         return bool(self.score)
 
     def get_score(self) -> Score:
-        if not self.score:
+        """The latest recorded score on the ``weight`` scale, whichever block stored it."""
+        stored = original_state.weighted(self.score, self._weight())
+        if stored is None:
             return Score(raw_earned=0.0, raw_possible=self.max_score())
-        return Score(raw_earned=self.score["raw_earned"], raw_possible=self.score["raw_possible"])
+        return Score(raw_earned=stored[0], raw_possible=stored[1])
 
     def set_score(self, score: Score) -> None:
         self.score = {"raw_earned": float(score.raw_earned), "raw_possible": float(score.raw_possible)}

@@ -617,7 +617,7 @@
     async pollCheck(gen) {
       let data;
       try {
-        data = await this.post('get_check_status', {});
+        data = await this.post('check_status', {});
       } catch (err) {
         if (gen !== this.checkGen || this.destroyed) {
           return;
