@@ -21,14 +21,6 @@ pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
 COURSE = "course-v1:DemoX+Linux101+2026"
 
 
-@pytest.fixture
-def original_tables():
-    db.drop_tables()
-    db.create_tables()
-    yield
-    db.drop_tables()
-
-
 def counts():
     return schema.OriginalStack.objects.count(), schema.OriginalStackLog.objects.count()
 
