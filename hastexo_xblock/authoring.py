@@ -165,11 +165,17 @@ def _check_providers(
     sound = value is None or (isinstance(value, list | tuple) and len(entries) == len(value))
     for number, item in entries:
         try:
-            name = olx.provider(None, item, known_providers)["name"]
+            name = olx.provider(None, item)["name"]
         except olx.OLXError as error:
             _olx_problem("providers", number, error, report)
             sound = False
             continue
+        if known_providers is not None and name not in known_providers:
+            # Not malformed (a course imports with it), but no lab can start on it here.
+            configured = ", ".join(sorted(known_providers)) or "none"
+            report(
+                "providers", f"provider {name} is not configured here (configured: {configured})", f", item {number}"
+            )
         if name in seen:
             report("providers", f"provider {name!r} is already listed as item {seen[name]}", f", item {number}")
         seen.setdefault(name, number)

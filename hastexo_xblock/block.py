@@ -21,7 +21,7 @@ from xblock.utils.settings import XBlockWithSettingsMixin
 from xblock.utils.studio_editable import StudioEditableXBlockMixin
 from xblock.validation import ValidationMessage
 
-from . import authoring, checks, compat, labs, olx
+from . import authoring, checks, compat, labs, olx, xml_attributes
 from .conf import get_settings
 from .gateway import tickets
 from .legacy import handlers as original_handlers
@@ -194,6 +194,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         values=["true", "false", "inherit"],
         help=_("Offer a full-window view of the lab ('inherit' follows the platform's setting)"),
     )
+
+    # Attributes of the OLX that are not this block's and not the platform's: kept for export (xml_attributes.py).
+    unknown_attributes = Dict(default={}, scope=Scope.settings, help=_("OLX attributes kept as they came"))
 
     # The learner's choices and results.
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
@@ -566,6 +569,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         block = runtime.construct_xblock_from_class(cls, keys)
         for name, value in parsed.fields.items():
             setattr(block, name, value)
+        xml_attributes.apply(block, parsed.unknown_attributes, olx.FIELD_NAMES, olx.describe(node))
+        for warning in parsed.warnings:
+            log.warning("%s (imported anyway: Studio's validation and the lab's launch report it)", warning)
         for child in parsed.children:
             runtime.add_node_as_child(block, child)
         return block
@@ -574,6 +580,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
         olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point})
+        xml_attributes.export(self, node, olx.FIELD_NAMES)
         for child_id in self.children:
             self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)
 

@@ -8,18 +8,26 @@ Accepted input (compatible with the original hastexo XBlock):
 
 * attributes on ``<hastexo>`` are fields (``""`` means "unset": the field
   keeps its default); ``url_name``, ``filename`` and ``xblock-family`` are
-  bookkeeping and ignored;
+  bookkeeping and ignored.  Any other attribute (the platform's own, such as
+  ``visible_to_staff_only``, or one of an older release) is returned in
+  :attr:`ParsedHastexo.unknown_attributes`, never an error, as in the
+  original, which logged it;
+* booleans are read as the original read them (through YAML): ``true``,
+  ``True``, ``yes``, ``on``, ``1`` and their opposites;
 * ``<option:NAME>`` children (namespace :data:`OPTION_NS`) carry JSON or YAML
   for ``providers``, ``ports``, ``tests``, ``hook_events`` (or plain text for
   a scalar field);
-* plain ``<test>``, ``<port>``, ``<provider>`` and ``<hook_events>`` children;
+* plain ``<test>``, ``<port>``, ``<provider>`` and ``<hook_events>`` children
+  (an event ``<hook_events>`` leaves out is true, as in the original);
 * any other child element is a child block, returned untouched;
 * the pointer form ``<hastexo url_name="…" filename="…"/>``: the content is
   read from ``hastexo/<dir of url_name>/<filename>.xml`` (course-relative)
   and the pointer's own attributes override the file's.
 
 Anything malformed raises :class:`OLXError` naming the element, the attribute
-when there is one, and the problem; no value is ever silently dropped.
+when there is one, and the problem; no value is ever silently dropped.  A
+provider the platform does not configure is not malformed: it is reported in
+:attr:`ParsedHastexo.warnings` (and by Studio's validation, and at launch).
 
 Export writes every field (the pointer-compatible form), attributes in sorted
 order, so that ``parse(export(values))`` gives ``values`` back.
@@ -46,6 +54,7 @@ TAG = "hastexo"
 # Field tables: they mirror the fields of ``HastexoXBlock`` (block.py).
 STRING_FIELDS = frozenset(
     {
+        "provider",  # the original's single provider (deprecated there); used when providers is empty
         "display_name",
         "stack_user_name",
         "stack_template_path",
@@ -125,19 +134,50 @@ class ParsedHastexo:
     fields: dict[str, Any] = field(default_factory=dict)
     children: list[etree._Element] = field(default_factory=list)
     source: str | None = None
+    #: Attributes (and ``<option:…>`` values) that are not this block's: name → text, for the caller to keep.
+    unknown_attributes: dict[str, str] = field(default_factory=dict)
+    #: What the author should know but is no reason to refuse the import (for the log).
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- scalar values -----------------------------------------------------------
 
 
+# YAML 1.1's booleans (PyYAML's), which is how the original read attributes and options.
+_YAML_TRUE = frozenset({"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})
+_YAML_FALSE = frozenset({"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})
+# Python's strtobool, which is how the original read <hook_events> attributes.
+_STRTOBOOL_TRUE = frozenset({"y", "yes", "t", "true", "on", "1"})
+_STRTOBOOL_FALSE = frozenset({"n", "no", "f", "false", "off", "0"})
+
+
 def _bool(element: Any, value: Any, attribute: str | None = None) -> bool:
+    """A boolean as the original read it: YAML 1.1 words, or a whole number (non-zero is true)."""
     if isinstance(value, bool):
         return value
-    if value in ("true", "True"):
-        return True
-    if value in ("false", "False"):
-        return False
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str):
+        text = value.strip()
+        if text in _YAML_TRUE:
+            return True
+        if text in _YAML_FALSE:
+            return False
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text) != 0
     raise OLXError(element, f"expected true or false, got {value!r}", attribute)
+
+
+def _event_flag(element: Any, value: Any, event: str) -> bool:
+    """A ``<hook_events>`` attribute, read as the original did (``strtobool``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _STRTOBOOL_TRUE:
+        return True
+    if text in _STRTOBOOL_FALSE:
+        return False
+    raise OLXError(element, f"expected true or false, got {value!r}", event)
 
 
 def _int(element: Any, value: Any, attribute: str | None = None) -> int:
@@ -215,19 +255,26 @@ def port(element: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def provider(element: Any, raw: Mapping[str, Any], known_providers: Collection[str] | None = None) -> dict[str, Any]:
+def provider(
+    element: Any,
+    raw: Mapping[str, Any],
+    known_providers: Collection[str] | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
     """A provider ``{name, capacity, template, environment}`` (all four keys, ``None`` when not given).
 
     ``capacity`` missing, ``""`` or ``"None"`` means -1 (no limit); otherwise a
-    whole number ≥ -1.  When ``known_providers`` is given, ``name`` must be in it.
+    whole number ≥ -1.  When ``known_providers`` is given and ``name`` is
+    not in it, a warning is added to ``warnings`` (the course still imports:
+    a platform without that provider reports it in Studio and at launch).
     """
     _unknown_keys(element, raw, PROVIDER_KEYS)
     name = _optional_text(element, "name", raw.get("name"))
     if name is None:
         raise OLXError(element, "a provider needs a name", "name")
-    if known_providers is not None and name not in known_providers:
+    if known_providers is not None and name not in known_providers and warnings is not None:
         configured = ", ".join(sorted(known_providers)) or "none"
-        raise OLXError(element, f"provider {name!r} is not configured (configured: {configured})", "name")
+        warnings.append(f"{describe(element)}: provider {name} is not configured here (configured: {configured})")
     capacity_raw = raw.get("capacity")
     if capacity_raw in (None, "", "None"):
         capacity = -1
@@ -244,9 +291,21 @@ def provider(element: Any, raw: Mapping[str, Any], known_providers: Collection[s
 
 
 def hook_events(element: Any, raw: Mapping[str, Any]) -> dict[str, bool]:
-    """``{suspend?, resume?, delete?}`` as booleans."""
+    """A mapping of events to booleans, with every event: one it leaves out is false (the original's reading).
+
+    An empty mapping stays empty: no hook runs.
+    """
     _unknown_keys(element, raw, HOOK_EVENTS)
-    return {event: _bool(element, raw[event], event) for event in HOOK_EVENTS if event in raw}
+    if not raw:
+        return {}
+    return {event: _bool(element, raw[event], event) if event in raw else False for event in HOOK_EVENTS}
+
+
+def hook_events_element(element: Any) -> dict[str, bool]:
+    """A ``<hook_events>`` element: every event, one it leaves out being true (the original's reading)."""
+    raw = dict(element.attrib)
+    _unknown_keys(element, raw, HOOK_EVENTS)
+    return {event: _event_flag(element, raw.get(event, "true"), event) for event in HOOK_EVENTS}
 
 
 def script_text(element: Any, raw: str | None) -> str:
@@ -275,7 +334,9 @@ def _load_option(element: etree._Element) -> Any:
         raise OLXError(element, f"not valid JSON or YAML: {problem}") from None
 
 
-def _option_value(element: etree._Element, name: str, known_providers: Collection[str] | None) -> tuple[bool, Any]:
+def _option_value(
+    element: etree._Element, name: str, known_providers: Collection[str] | None, warnings: list[str]
+) -> tuple[bool, Any]:
     if element.get("none") == "true":
         return False, None
     if name in SCALAR_FIELDS:
@@ -299,7 +360,7 @@ def _option_value(element: etree._Element, name: str, known_providers: Collectio
             raise OLXError(element, f"each entry must be a mapping, got {item!r}")
     if name == "ports":
         return True, [port(element, item) for item in value]
-    return True, [provider(element, item, known_providers) for item in value]
+    return True, [provider(element, item, known_providers, warnings) for item in value]
 
 
 # --- parse ------------------------------------------------------------------------
@@ -369,7 +430,8 @@ def parse(
         if name in IGNORED_ATTRIBUTES:
             continue
         if name not in SCALAR_FIELDS:
-            raise OLXError(element, "unknown attribute", name)
+            parsed.unknown_attributes[name] = value  # the caller keeps it (and logs it)
+            continue
         is_set, converted = _scalar(element, name, value)
         if is_set:
             parsed.fields[name] = converted
@@ -390,11 +452,12 @@ def parse(
         if qname.namespace == OPTION_NS:
             name = qname.localname
             if name not in FIELD_NAMES:
-                raise OLXError(element, f"unknown option {name!r}")
+                parsed.unknown_attributes[name] = element.text or ""  # as the original: a field of another kind
+                continue
             if name in SCALAR_FIELDS and name in attributes:
                 raise OLXError(element, f"{name} is also given as an attribute")
             claim(name, element, repeatable=False)
-            is_set, value = _option_value(element, name, known_providers)
+            is_set, value = _option_value(element, name, known_providers, parsed.warnings)
             if is_set:
                 parsed.fields[name] = value
             continue
@@ -411,9 +474,11 @@ def parse(
         elif element.tag == "port":
             parsed.fields.setdefault("ports", []).append(port(element, dict(element.attrib)))
         elif element.tag == "provider":
-            parsed.fields.setdefault("providers", []).append(provider(element, dict(element.attrib), known_providers))
+            parsed.fields.setdefault("providers", []).append(
+                provider(element, dict(element.attrib), known_providers, parsed.warnings)
+            )
         else:
-            parsed.fields["hook_events"] = hook_events(element, dict(element.attrib))
+            parsed.fields["hook_events"] = hook_events_element(element)
     return parsed
 
 
@@ -494,8 +559,8 @@ def export_into(
     events = values.get("hook_events") or {}
     if events:
         element = etree.SubElement(node, "hook_events")
-        for event in sorted(events):
-            _set(element, event, _attribute_text(bool(events[event])))
+        for event in HOOK_EVENTS:  # all three: an attribute left out would read as true
+            _set(element, event, _attribute_text(bool(events.get(event))))
     return node
 
 
