@@ -261,7 +261,12 @@ def summary(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         (_label("stack_template_path"), str(values.get("stack_template_path") or "(none)")),
         (_label("stack_protocol"), str(values.get("stack_protocol") or "ssh")),
         (_label("stack_user_name"), str(values.get("stack_user_name") or "(none)")),
-        (_label("providers"), ", ".join(providers) or "every configured provider, in settings order"),
+        (
+            _label("providers"),
+            ", ".join(providers)
+            or (f"{values['provider']} (the provider attribute)" if values.get("provider") else "")
+            or "the platform's default provider",
+        ),
         (_label("ports"), ", ".join(ports) or "(none)"),
         (_label("tests"), str(len(tests) if isinstance(tests, list | tuple) else 0)),
         (_label("hook_script"), str(values.get("hook_script") or "(none)")),

@@ -520,7 +520,8 @@ def export_into(
 
     Every scalar field becomes an attribute (missing or ``None`` as ``""``),
     sorted with ``extra_attributes`` by name; then ``<test>`` (CDATA),
-    ``<port>``, ``<provider>`` and ``<hook_events>`` children in list order.
+    ``<port>`` and ``<provider>`` children in list order, and
+    ``<option:hook_events>`` (JSON, every event): forms the original read too.
     A test whose text would not survive ``<test>`` parsing unchanged (common
     indentation, whitespace-only lines, ``\\r``) makes all tests go out as one
     JSON ``<option:tests>`` instead, so the round trip stays exact.  Child
@@ -558,9 +559,9 @@ def export_into(
                 _set(element, key, _attribute_text(entry[key]))
     events = values.get("hook_events") or {}
     if events:
-        element = etree.SubElement(node, "hook_events")
-        for event in HOOK_EVENTS:  # all three: an attribute left out would read as true
-            _set(element, event, _attribute_text(bool(events.get(event))))
+        # Not a <hook_events> element: the original read that only in the pointer form's file.
+        option = etree.SubElement(node, f"{{{OPTION_NS}}}hook_events", nsmap={"option": OPTION_NS})
+        option.text = json.dumps({event: bool(events.get(event)) for event in HOOK_EVENTS})
     return node
 
 

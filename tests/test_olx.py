@@ -107,7 +107,7 @@ def test_export_is_deterministic_and_writes_every_field() -> None:
     assert node.tag == "hastexo"
     assert list(node.attrib) == sorted(olx.SCALAR_FIELDS)
     tags = [child.tag for child in node]
-    assert tags == ["test"] * 3 + ["port"] * 2 + ["provider"] * 2 + ["hook_events", "html_demo"]
+    assert tags == ["test"] * 3 + ["port"] * 2 + ["provider"] * 2 + [f"{{{olx.OPTION_NS}}}hook_events", "html_demo"]
     text = etree.tostring(node)
     assert text == etree.tostring(olx.export(ALL_FIELDS, [element("<html_demo><p>x</p></html_demo>")]))
     assert b"<![CDATA[" in text  # scripts stay readable
