@@ -282,11 +282,13 @@ def provider(
         capacity = _int(element, capacity_raw, "capacity")
         if capacity < -1:
             raise OLXError(element, f"capacity must be -1 (no limit) or more, got {capacity}", "capacity")
+    # "None" is how the original's export spelled a missing template or environment.
+    template, environment = (None if raw.get(key) == "None" else raw.get(key) for key in ("template", "environment"))
     return {
         "name": name,
         "capacity": capacity,
-        "template": _optional_text(element, "template", raw.get("template")),
-        "environment": _optional_text(element, "environment", raw.get("environment")),
+        "template": _optional_text(element, "template", template),
+        "environment": _optional_text(element, "environment", environment),
     }
 
 
