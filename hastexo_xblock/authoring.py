@@ -30,6 +30,7 @@ FIELD_LABELS: dict[str, str] = {
     "stack_key_type": "Key type",
     "ports": "Ports",
     "providers": "Providers",
+    "provider": "Provider (deprecated)",
     "tests": "Tests",
     "hook_script": "Hook script",
     "hook_events": "Hook events",
@@ -93,6 +94,10 @@ def validate(values: Mapping[str, Any], known_providers: Collection[str] | None 
         problem("weight", error.problem)
 
     providers = _check_providers(get("providers"), known_providers, problem)
+    single = _text(get("provider"))  # the original's provider attribute: used when there is no list
+    if single and not get("providers") and known_providers is not None and single not in known_providers:
+        configured = ", ".join(sorted(known_providers)) or "none"
+        problem("provider", f"provider {single} is not configured here (configured: {configured})")
     if not _text(get("stack_template_path")) and not (providers and all(_text(p.get("template")) for p in providers)):
         problem("stack_template_path", "a lab needs a template (or every provider entry needs its own template)")
     if not _text(get("stack_user_name")):
