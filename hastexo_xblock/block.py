@@ -7,9 +7,11 @@ existing OLX imports unchanged.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import yaml
+from django.utils import translation
 from web_fragments.fragment import Fragment
 from webob import Response
 from xblock.core import XBlock
@@ -18,23 +20,24 @@ from xblock.fields import Boolean, Dict, Float, Integer, List, Scope, String
 from xblock.scorable import ScorableXBlockMixin, Score
 from xblock.utils.resources import ResourceLoader
 from xblock.utils.settings import XBlockWithSettingsMixin
-from xblock.utils.studio_editable import StudioEditableXBlockMixin
+from xblock.utils.studio_editable import (
+    NestedXBlockSpec,
+    StudioContainerWithNestedXBlocksMixin,
+    StudioEditableXBlockMixin,
+)
 from xblock.validation import ValidationMessage
 
 from . import authoring, checks, compat, labs, olx, xml_attributes
 from .conf import get_settings
 from .gateway import tickets
-from .legacy import handlers as original_handlers
 from .legacy import state as original_state
-from .models import Check
+from .legacy.block_handlers import OriginalHandlersMixin
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
-
-#: What the page of ``launch_new_window`` calls (it has no XBlock runtime of its own).
-_WINDOW_HANDLERS = ("get_user_stack_status", "keepalive", "set_port", "get_ticket")
 
 
 class _StudioYamlDumper(yaml.SafeDumper):
@@ -56,18 +59,47 @@ def _yaml_text(value: Any) -> str:
     return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
+def translation_candidates(language: str | None) -> list[str]:
+    """Catalog directory names to try for ``language`` (``de-ch`` → ``de_CH``, ``de``)."""
+    if not language:
+        return []
+    locale = translation.to_locale(language)
+    return [locale, locale.split("_")[0]] if "_" in locale else [locale]
+
+
 def _json_error(message: str, status: int) -> Response:
     return Response(json_body={"error": message}, status=status)
+
+
+# Studio's "Add New Component" buttons inside the block: category → button label.
+_CHILD_LABELS = {"html": _("Text"), "video": _("Video"), "pdf": _("PDF"), "markdown": _("Markdown")}
+_NOT_IN_STUDIO = _("Labs do not run in Studio. Preview the unit in the LMS to try the lab.")
 
 
 @XBlock.needs("user")
 @XBlock.wants("settings")
 @XBlock.needs("i18n")
-class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
-    """A lab environment (one or many VMs) for the learner, inside the unit."""
+@XBlock.wants("mako")  # Studio's container page renders the children through it
+class HastexoXBlock(
+    OriginalHandlersMixin,
+    ScorableXBlockMixin,
+    XBlockWithSettingsMixin,
+    StudioContainerWithNestedXBlocksMixin,
+    StudioEditableXBlockMixin,
+    XBlock,
+):
+    """A lab environment (one or many VMs) for the learner, inside the unit.
+
+    In Studio the block is a container (``StudioContainerWithNestedXBlocksMixin``):
+    ``author_view`` shows the settings and a preview, and on the block's own
+    page the child blocks (the instructions) with Studio's add, edit, move and
+    delete controls.  No lab is launched from Studio (see :meth:`_refuse_in_studio`).
+    """
 
     block_settings_key = "hastexo"
+    i18n_js_namespace = "HastexoXBlockI18N"  # the JavaScript catalog's global (static/js/translations/)
     has_children = True
+    has_author_view = True  # Studio renders author_view, never the learner's view that launches a lab
     has_score = True
     public_dir = "static"
     resources_dir = ""
@@ -251,6 +283,31 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     def _stack(self):
         return labs.get_stack(compat.course_id(self), compat.anonymous_user_id(self), compat.django_user(self))
 
+    def _text(self, message: str) -> str:
+        """``message`` in the current user's language (empty stays empty: gettext("") is the catalog header)."""
+        return self.runtime.service(self, "i18n").gettext(message) if message else message
+
+    def _js_catalog_url(self) -> str | None:
+        """The page's JavaScript catalog (``i18n_js_namespace``), in the active language; ``None`` for English.
+
+        The LMS serves one it compiled itself (``get_javascript_i18n_catalog_url``,
+        OEP-58 translations); otherwise the one this package ships is used.
+        """
+        service = self.runtime.service(self, "i18n")
+        platform_catalog = getattr(service, "get_javascript_i18n_catalog_url", None)
+        url = platform_catalog(self) if platform_catalog else None
+        if url:
+            return url
+        for lang in translation_candidates(translation.get_language()):
+            if os.path.exists(os.path.join(_PACKAGE_DIR, "static", "js", "translations", lang, "text.js")):
+                return self.runtime.local_resource_url(self, f"static/js/translations/{lang}/text.js")
+        return None
+
+    def _refuse_in_studio(self) -> None:
+        """Refuse lab actions in Studio: every author there shares one anonymous id, so one shared lab."""
+        if compat.in_studio(self):
+            raise JsonHandlerError(409, self._text(_NOT_IN_STUDIO))
+
     def _fullscreen(self) -> bool:
         if self.enable_fullscreen == "inherit":
             return bool(get_settings()["enable_fullscreen"])
@@ -259,7 +316,14 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     # --- views -----------------------------------------------------------------
 
     def student_view(self, context: dict | None = None) -> Fragment:
-        """The lab unit for the learner: instructions, the lab area, the controls."""
+        """The lab unit for the learner: instructions, the lab area, the controls.
+
+        Where the runtime is Studio's (``is_author_mode``: a library or an
+        older Studio that asks for the learner's view), the author's preview
+        is shown instead, so that no page in Studio ever starts a lab.
+        """
+        if compat.in_studio(self):
+            return self.author_preview_view(context or {})
         settings = get_settings()
         # The page of launch_new_window: the lab alone, as in the original's full-window view.
         window = bool((context or {}).get("hastexo_window"))
@@ -278,13 +342,14 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             loader.render_django_template(
                 "templates/hastexo_student.html",
                 {
-                    "display_name": self.display_name,
+                    "display_name": self._text(self.display_name),
                     "hidden": self.hidden,
                     "instructions_layout": settings["instructions_layout"],
                     "children_html": "".join(children_html),
-                    "progress_check_label": self.progress_check_label,
+                    # The defaults are in the catalog; an author's own text passes through unchanged.
+                    "progress_check_label": self._text(self.progress_check_label),
                     "show_check": bool(self.tests) and not window,
-                    "progress_check_result_heading": self.progress_check_result_heading,
+                    "progress_check_result_heading": self._text(self.progress_check_result_heading),
                     "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
@@ -292,6 +357,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         )
         for path in ("vendor/xterm/xterm.css", "css/hastexo.css"):
             frag.add_css_url(self.runtime.local_resource_url(self, f"static/{path}"))
+        catalog_url = self._js_catalog_url()
+        if catalog_url:
+            frag.add_javascript_url(catalog_url)  # before hastexo.js, which reads it
         for path in ("vendor/xterm/xterm.js", "vendor/xterm/addon-fit.js", "js/hastexo.js"):
             frag.add_javascript_url(self.runtime.local_resource_url(self, f"static/{path}"))
         frag.initialize_js(
@@ -319,6 +387,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def get_user_stack_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """``{initialize, reset}`` → ``{status, error_msg, name, up, pending, phase, progress, …}``."""
+        self._refuse_in_studio()
         data = data if isinstance(data, dict) else {}
         return labs.status(
             self._stack(), self._spec(), initialize=bool(data.get("initialize")), reset=bool(data.get("reset"))
@@ -327,6 +396,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def keepalive(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """Keep the learner's lab from being suspended while the unit is open."""
+        self._refuse_in_studio()
         labs.keepalive(self._stack())
         return {}
 
@@ -355,6 +425,8 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         """Mint a gateway ticket for the learner's running lab: ``{url}``."""
         if request.method != "POST":
             return _json_error("POST required", 405)
+        if compat.in_studio(self):
+            return _json_error(self._text(_NOT_IN_STUDIO), 409)
         stack = self._stack()
         try:
             url = labs.ticket_url(
@@ -362,7 +434,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
                 port=self.port,
-                base_url=request.host_url,
+                base_url=labs.page_origin(request.headers, request.scheme, request.host),
             )
         except labs.LabError as error:
             return _json_error(str(error), 409)
@@ -371,6 +443,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def check_progress(self, data: dict[str, Any], suffix: str = ""):
         """Start a progress check (or return the one running): the :meth:`get_check_status` JSON."""
+        self._refuse_in_studio()
         try:
             check = checks.start(self._stack(), self._block_id(), list(self.tests))
         except checks.CheckError as error:
@@ -385,53 +458,6 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         A finished check's score is stored and published here, once.
         """
         return self._latest_check_view()
-
-    @XBlock.json_handler
-    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """The original's handler: report the learner's check, or start one when none is running.
-
-        For pages and integrations written for the original hastexo XBlock;
-        the answer has the original's shape (see ``legacy/handlers.py``).
-        """
-        if original_state.is_original_check(self.check_id):
-            return original_handlers.original_view(self._latest_check_view())
-        stack = self._stack()
-        check = checks.current(stack, self._block_id(), self.check_id)
-        if check is None or not (check.status in Check.ACTIVE or original_handlers.first_report(check)):
-            try:
-                check = checks.start(stack, self._block_id(), list(self.tests))
-            except checks.CheckError as error:
-                return original_handlers.original_view({"status": Check.ERROR, "error_msg": str(error)})
-            self.check_id = check.pk
-        return original_handlers.original_view(self._check_view(check))
-
-    @XBlock.handler
-    def launch_new_window(self, request, suffix: str = "") -> Response:
-        """The original's full-window lab page: the learner's lab alone, on a page of its own.
-
-        The page runs the same script as the unit, with the handler URLs of
-        this block; the LMS has authenticated the learner before calling
-        this handler, and every value on the page is escaped.
-        """
-        frag = self.student_view({"hastexo_window": True})
-        body = loader.render_django_template(
-            "templates/hastexo_window.html",
-            {
-                "title": self.display_name,
-                "content": frag.body_html(),
-                "head": frag.head_html(),
-                "foot": frag.foot_html(),
-                "init": {
-                    "init_fn": frag.js_init_fn,
-                    "init_args": frag.json_init_args,
-                    "handler_urls": {name: self.runtime.handler_url(self, name) for name in _WINDOW_HANDLERS},
-                },
-            },
-            i18n_service=self.runtime.service(self, "i18n"),
-        )
-        response = Response(body, content_type="text/html", charset="utf-8")
-        response.headers["Cache-Control"] = "no-store"
-        return response
 
     # --- scoring -----------------------------------------------------------------
 
@@ -525,21 +551,18 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             validation.add(ValidationMessage(ValidationMessage.ERROR, problem.message))
 
     @property
-    def allowed_nested_blocks(self) -> list[str]:
+    def allowed_nested_blocks(self) -> list[NestedXBlockSpec]:
         """Block types authors can add as the lab's instructions: html, and video/pdf/markdown when installed."""
-        return authoring.installed_child_types(XBlock.load_class)
+        return [
+            NestedXBlockSpec(None, category=name, label=self._text(_CHILD_LABELS[name]))
+            for name in authoring.installed_child_types(XBlock.load_class)
+        ]
 
-    def author_view(self, context: dict | None = None) -> Fragment:
-        """Studio's view: the lab's settings at a glance, problems first, then the instruction blocks."""
-        frag = Fragment()
-        children = []
-        for child_id in self.children:
-            child = self.runtime.get_block(child_id)
-            child_frag = child.render("student_view", context or {})
-            frag.add_fragment_resources(child_frag)
-            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
+    def _summary_fragment(self, context: dict, children: list[dict[str, str]] | None) -> Fragment:
+        """The lab's settings at a glance and its problems; with ``children``, a preview of each child."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
         problems = authoring.validate(values, known_providers=list(get_settings()["providers"]))
+        frag = Fragment()
         frag.add_content(
             loader.render_django_template(
                 "templates/hastexo_author.html",
@@ -547,8 +570,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "display_name": self.display_name,
                     "summary": authoring.summary(values),
                     "problems": [problem.message for problem in problems],
-                    "children": children,
-                    "supported_types": ", ".join(self.allowed_nested_blocks),
+                    "show_children": children is not None,
+                    "children": children or [],
+                    "supported_types": ", ".join(spec.label for spec in self.allowed_nested_blocks),
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
             )
@@ -556,11 +580,43 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         frag.add_css_url(self.runtime.local_resource_url(self, "static/css/hastexo-author.css"))
         return frag
 
+    def author_preview_view(self, context: dict | None = None) -> Fragment:
+        """Studio's unit page: the lab's settings at a glance, problems first, then the instructions."""
+        context = context or {}
+        children, resources = [], []
+        for child_id in self.children:
+            child = self.runtime.get_block(child_id)
+            child_frag = self._render_child_fragment(child, context, "preview_view")
+            resources.append(child_frag)
+            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
+        frag = self._summary_fragment(context, children)
+        for child_frag in resources:
+            frag.add_fragment_resources(child_frag)
+        return frag
+
+    def author_edit_view(self, context: dict | None = None) -> Fragment:
+        """Studio's page of the block itself: the settings, then the children with Studio's controls.
+
+        The children come wrapped by Studio (``render_children``: edit,
+        duplicate, move, delete, drag to reorder), followed by the buttons that
+        add an html, video, pdf or markdown child.
+        """
+        context = context or {}
+        frag = self._summary_fragment(context, None)
+        children = super().author_edit_view(context)
+        frag.add_fragment_resources(children)
+        frag.add_content(children.content)
+        frag.initialize_js(children.js_init_fn, children.json_init_args)  # the mixin's "add" buttons
+        return frag
+
     # --- OLX -------------------------------------------------------------------------
 
     @classmethod
-    def parse_xml(cls, node, runtime, keys):
+    def parse_xml(cls, node, runtime, keys, id_generator=None):
         """Build the block from ``<hastexo>`` OLX, inline or pointer form (format: ``olx.py``).
+
+        ``id_generator`` is accepted and unused: Studio's paste passes it
+        positionally on the releases before XBlock dropped it.
 
         Raises :class:`olx.OLXError` naming the element and problem for malformed OLX.
         Child elements that are not lab settings become child blocks.

@@ -11,7 +11,7 @@ This module does not import XBlock: the block passes plain values in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,9 +22,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import lifecycle, names, states
+from . import lifecycle, messages, names, states
 from .conf import Settings, get_settings
 from .gateway import tickets
+from .legacy import settings as legacy_settings
 from .models import Stack, transition
 from .usage import usage_seconds
 
@@ -124,7 +125,7 @@ def view(stack: Stack) -> dict[str, Any]:
     pending = stack.status in states.PENDING
     return {
         "status": stack.status,
-        "error_msg": stack.error_msg,
+        "error_msg": messages.render(stack.error_msg),
         "name": stack.name,
         "up": stack.status in states.UP,
         "pending": pending,
@@ -207,7 +208,7 @@ def status(
                     states.LAUNCH_ERROR,
                     allowed_from=[states.LAUNCH_PENDING],
                     if_attempt=attempt,
-                    error_msg=_("Your lab could not be started. Please try again in a minute."),
+                    error_msg=messages.stored("launch.enqueue_failed"),
                     status_deadline=None,
                     phase="",
                     progress=0.0,
@@ -234,8 +235,13 @@ def _provider_refusal(stack: Stack, spec: LabSpec, settings: Settings) -> str:
         log.warning("stack %s: %s; the block's other providers are tried", stack.name, "; ".join(problems))
         return ""
     log.error("stack %s: no launch: %s", stack.name, "; ".join(problems))
-    text = "; ".join(problems)
-    return _("This lab cannot start: %(problem)s.") % {"problem": text}
+    named = []
+    for entry in entries:
+        name = str(entry.get("name", ""))
+        reason = settings.unavailable_providers.get(name)
+        text = _("provider %(name)s is not configured here") % {"name": name}
+        named.append(f"{text} ({legacy_settings.short_reason(reason)})" if reason else text)
+    return _("This lab cannot start: %(problem)s.") % {"problem": "; ".join(named)}
 
 
 def _usage_check(stack: Stack, settings: Settings) -> tuple[str, str]:
@@ -271,6 +277,26 @@ def keepalive(stack: Stack) -> None:
 def set_port(stack: Stack, port: int | None) -> None:
     """Remember the learner's port choice on the stack (``None``: the default; the caller has checked it)."""
     Stack.objects.filter(pk=stack.pk).update(port=port)
+
+
+def page_origin(headers: Mapping[str, str], scheme: str, host: str) -> str:
+    """The origin (``http(s)://host``) of the page that asks, as the browser saw it.
+
+    Behind a TLS-terminating proxy the request reaches the LMS as plain HTTP,
+    so the request's own scheme would give the page a ``ws://`` URL that an
+    ``https://`` page may not open.  The scheme is taken, in this order, from
+    the browser's ``Origin`` header (same host only), the proxy's
+    ``X-Forwarded-Proto`` (its first value), then the request.  Only the scheme
+    is taken from headers, never the host, and either way a client can only
+    change the URL it is sent itself.
+    """
+    origin = urlsplit(headers.get("Origin") or "")
+    forwarded = (headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+    if origin.scheme in ("http", "https") and origin.netloc.lower() == host.lower():
+        scheme = origin.scheme
+    elif forwarded in ("http", "https"):
+        scheme = forwarded
+    return f"{scheme}://{host}"
 
 
 def gateway_url(settings: Settings, base_url: str | None = None) -> str:

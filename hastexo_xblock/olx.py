@@ -7,11 +7,13 @@ thin wrappers around :func:`parse` and :func:`export_into`.
 Accepted input (compatible with the original hastexo XBlock):
 
 * attributes on ``<hastexo>`` are fields (``""`` means "unset": the field
-  keeps its default); ``url_name``, ``filename`` and ``xblock-family`` are
-  bookkeeping and ignored.  Any other attribute (the platform's own, such as
-  ``visible_to_staff_only``, or one of an older release) is returned in
-  :attr:`ParsedHastexo.unknown_attributes`, never an error, as in the
-  original, which logged it;
+  keeps its default); ``providers``, ``ports``, ``tests`` and
+  ``hook_events`` attributes hold JSON (or YAML); ``url_name``,
+  ``filename``, ``xblock-family`` and the platform's ``x-is-pointer-node``
+  are bookkeeping and ignored.  Any other attribute (the platform's own,
+  such as ``visible_to_staff_only``, or one of an older release) is
+  returned in :attr:`ParsedHastexo.unknown_attributes`, never an error, as
+  in the original, which logged it;
 * booleans are read as the original read them (through YAML): ``true``,
   ``True``, ``yes``, ``on``, ``1`` and their opposites;
 * ``<option:NAME>`` children (namespace :data:`OPTION_NS`) carry JSON or YAML
@@ -29,8 +31,13 @@ when there is one, and the problem; no value is ever silently dropped.  A
 provider the platform does not configure is not malformed: it is reported in
 :attr:`ParsedHastexo.warnings` (and by Studio's validation, and at launch).
 
-Export writes every field (the pointer-compatible form), attributes in sorted
-order, so that ``parse(export(values))`` gives ``values`` back.
+Export writes every field as an attribute, in sorted order, the structured
+ones as JSON, so that ``parse(export(values))`` gives ``values`` back.  It
+writes no child elements of its own: Studio's copy/paste and content-library
+sync serialize a container, then strip its child elements before the block
+parses its node, and import every child element as a child block
+(``cms/djangoapps/contentstore/helpers.py``, ``_import_xml_node_to_parent``),
+so settings kept in ``<test>``/``<port>``/… children would be lost there.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ STRUCTURED_FIELDS = frozenset({"providers", "ports", "tests", "hook_events"})
 FIELD_NAMES = frozenset(SCALAR_FIELDS | STRUCTURED_FIELDS)
 
 # Attributes that are bookkeeping of the course format, not fields.
-IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family"})
+# ``x-is-pointer-node`` is set by Studio's paste on the node it hands to parse_xml.
+IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family", "x-is-pointer-node"})
 HOOK_EVENTS = ("suspend", "resume", "delete")
 PORT_KEYS = ("name", "number")
 PROVIDER_KEYS = ("name", "capacity", "template", "environment")
@@ -320,9 +328,10 @@ def script_text(element: Any, raw: str | None) -> str:
     return text
 
 
-def _load_option(element: etree._Element) -> Any:
-    """JSON or YAML text of an ``<option:…>`` element (JSON first: YAML mangles escaped surrogate pairs)."""
-    text = element.text or ""
+def _load_option(element: etree._Element, text: str | None = None, attribute: str | None = None) -> Any:
+    """JSON or YAML ``text`` (default: the element's text), JSON first: YAML mangles escaped surrogate pairs."""
+    text = element.text if text is None else text
+    text = text or ""
     if not text.strip():
         return None
     try:
@@ -333,7 +342,37 @@ def _load_option(element: etree._Element) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         problem = " ".join(str(error).split())
-        raise OLXError(element, f"not valid JSON or YAML: {problem}") from None
+        raise OLXError(element, f"not valid JSON or YAML: {problem}", attribute) from None
+
+
+def _structured_value(
+    element: etree._Element,
+    name: str,
+    value: Any,
+    known_providers: Collection[str] | None,
+    attribute: str | None = None,
+    warnings: list[str] | None = None,
+) -> tuple[bool, Any]:
+    """Check a loaded structured value (``providers``, ``ports``, ``tests``, ``hook_events``)."""
+    if value is None:
+        return False, None
+    if name == "hook_events":
+        if not isinstance(value, Mapping):
+            raise OLXError(element, f"expected a mapping of events to true/false, got {value!r}", attribute)
+        return True, hook_events(element, value)
+    if not isinstance(value, list):
+        raise OLXError(element, f"expected a list, got {value!r}", attribute)
+    if name == "tests":
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise OLXError(element, f"each test must be a non-empty script, got {item!r}", attribute)
+        return True, list(value)
+    for item in value:
+        if not isinstance(item, Mapping):
+            raise OLXError(element, f"each entry must be a mapping, got {item!r}", attribute)
+    if name == "ports":
+        return True, [port(element, item) for item in value]
+    return True, [provider(element, item, known_providers, warnings) for item in value]
 
 
 def _option_value(
@@ -343,26 +382,7 @@ def _option_value(
         return False, None
     if name in SCALAR_FIELDS:
         return _scalar(element, name, element.text or "")
-    value = _load_option(element)
-    if value is None:
-        return False, None
-    if name == "hook_events":
-        if not isinstance(value, Mapping):
-            raise OLXError(element, f"expected a mapping of events to true/false, got {value!r}")
-        return True, hook_events(element, value)
-    if not isinstance(value, list):
-        raise OLXError(element, f"expected a list, got {value!r}")
-    if name == "tests":
-        for item in value:
-            if not isinstance(item, str) or not item.strip():
-                raise OLXError(element, f"each test must be a non-empty script, got {item!r}")
-        return True, list(value)
-    for item in value:
-        if not isinstance(item, Mapping):
-            raise OLXError(element, f"each entry must be a mapping, got {item!r}")
-    if name == "ports":
-        return True, [port(element, item) for item in value]
-    return True, [provider(element, item, known_providers, warnings) for item in value]
+    return _structured_value(element, name, _load_option(element), known_providers, warnings=warnings)
 
 
 # --- parse ------------------------------------------------------------------------
@@ -428,23 +448,32 @@ def parse(
     attributes.update((name, (node, value)) for name, value in node.attrib.items())
     elements.extend(node)
 
+    # Which element supplied each structured field, to refuse conflicting forms.
+    given_by: dict[str, etree._Element] = {}
+
     for name, (element, value) in attributes.items():
         if name in IGNORED_ATTRIBUTES:
             continue
-        if name not in SCALAR_FIELDS:
+        if name in STRUCTURED_FIELDS:
+            if value.strip():
+                given_by[name] = element
+            is_set, converted = _structured_value(
+                element, name, _load_option(element, value, name), known_providers, name, parsed.warnings
+            )
+        elif name in SCALAR_FIELDS:
+            is_set, converted = _scalar(element, name, value)
+        else:
             parsed.unknown_attributes[name] = value  # the caller keeps it (and logs it)
             continue
-        is_set, converted = _scalar(element, name, value)
         if is_set:
             parsed.fields[name] = converted
-
-    # Which element supplied each structured field, to refuse conflicting forms.
-    given_by: dict[str, etree._Element] = {}
 
     def claim(field_name: str, element: etree._Element, repeatable: bool) -> None:
         earlier = given_by.get(field_name)
         if earlier is not None and not (repeatable and earlier.tag == element.tag):
-            raise OLXError(element, f"{field_name} is already given by {describe(earlier)}")
+            attribute = earlier.get(field_name)
+            where = f"the {field_name} attribute of {describe(earlier)}" if attribute else describe(earlier)
+            raise OLXError(element, f"{field_name} is already given by {where}")
         given_by[field_name] = element
 
     for element in elements:
@@ -497,17 +526,6 @@ def _attribute_text(value: Any) -> str:
     return str(value)
 
 
-def _test_survives(script: str) -> bool:
-    """Whether ``<test>`` text (with the newline we prefix) parses back to exactly ``script``."""
-    # XML turns \r into \n; dedent reshapes indented or whitespace-only lines.
-    return (
-        bool(script.strip())
-        and "\r" not in script
-        and not _NOT_XML.search(script)
-        and textwrap.dedent(script) == script
-    )
-
-
 def _set(element: etree._Element, name: str, value: str) -> None:
     try:
         element.set(name, value)
@@ -515,55 +533,33 @@ def _set(element: etree._Element, name: str, value: str) -> None:
         raise OLXError(element, f"cannot export {value!r}: {error}", name) from None
 
 
+def _json_attribute(value: Any) -> str:
+    """A structured value as attribute text: JSON, readable where XML allows, escaped where it does not."""
+    if not value:
+        return ""  # unset: the field's empty default on import
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")) if _NOT_XML.search(text) else text
+
+
 def export_into(
     node: etree._Element, values: Mapping[str, Any], extra_attributes: Mapping[str, str] | None = None
 ) -> etree._Element:
     """Write ``values`` (field name → value) onto ``node`` as a ``<hastexo>`` element, and return it.
 
-    Every scalar field becomes an attribute (missing or ``None`` as ``""``),
-    sorted with ``extra_attributes`` by name; then ``<test>`` (CDATA),
-    ``<port>`` and ``<provider>`` children in list order, and
-    ``<option:hook_events>`` (JSON, every event): forms the original read too.
-    A test whose text would not survive ``<test>`` parsing unchanged (common
-    indentation, whitespace-only lines, ``\\r``) makes all tests go out as one
-    JSON ``<option:tests>`` instead, so the round trip stays exact.  Child
-    blocks are the caller's to append afterwards.
+    Every field becomes an attribute (missing or ``None`` as ``""``; lists
+    and mappings as JSON), sorted with ``extra_attributes`` by name.  Nothing
+    is written as a child element, so the settings survive Studio's paste
+    and library sync, which strip a container's children before parsing it
+    (see the module docstring).  The original read this form too: it read
+    every attribute through YAML, and JSON is YAML.  Child blocks are the
+    caller's to append.
     """
     node.tag = TAG
     attributes = {name: _attribute_text(values.get(name)) for name in SCALAR_FIELDS}
+    attributes.update({name: _json_attribute(values.get(name)) for name in STRUCTURED_FIELDS})
     attributes.update(extra_attributes or {})
     for name in sorted(attributes):
         _set(node, name, attributes[name])
-
-    tests = list(values.get("tests") or [])
-    if all(isinstance(script, str) and _test_survives(script) for script in tests):
-        for script in tests:
-            element = etree.SubElement(node, "test")
-            text = "\n" + script  # parse drops one leading newline: keeps the script's own
-            try:
-                # CDATA cannot hold "]]>"; escaped text says the same thing safely.
-                element.text = text if "]]>" in text else etree.CDATA(text)
-            except ValueError as error:
-                raise OLXError(element, f"cannot export test {script!r}: {error}") from None
-    elif tests:
-        option = etree.SubElement(node, f"{{{OPTION_NS}}}tests", nsmap={"option": OPTION_NS})
-        option.text = json.dumps(tests, ensure_ascii=True, indent=2)
-
-    for entry in values.get("ports") or []:
-        element = etree.SubElement(node, "port")
-        for key in PORT_KEYS:
-            if entry.get(key) is not None:
-                _set(element, key, _attribute_text(entry[key]))
-    for entry in values.get("providers") or []:
-        element = etree.SubElement(node, "provider")
-        for key in PROVIDER_KEYS:
-            if entry.get(key) is not None:
-                _set(element, key, _attribute_text(entry[key]))
-    events = values.get("hook_events") or {}
-    if events:
-        # Not a <hook_events> element: the original read that only in the pointer form's file.
-        option = etree.SubElement(node, f"{{{OPTION_NS}}}hook_events", nsmap={"option": OPTION_NS})
-        option.text = json.dumps({event: bool(events.get(event)) for event in HOOK_EVENTS})
     return node
 
 

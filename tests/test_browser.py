@@ -211,3 +211,42 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
     while lab_hosts(demo["var"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert lab_hosts(demo["var"]) == []
+
+
+def test_a_german_learner_sees_german(demo, output_dir):
+    """Accept-Language de: the page, the progress bar (server phases and the page's own) and a check result."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 820})
+        # Every text the progress bar shows, from the first paint on.
+        context.add_init_script(
+            "window.phases = []; new MutationObserver(() => {"
+            " const p = document.querySelector('.hastexo-phase');"
+            " if (p && window.phases[window.phases.length - 1] !== p.textContent) window.phases.push(p.textContent);"
+            "}).observe(document, {subtree: true, childList: true, characterData: true});"
+        )
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(demo["url"] + "?student=lernende")
+            page.evaluate(
+                "document.querySelectorAll('body *').forEach((el) => {"
+                " if (['fixed', 'sticky'].includes(getComputedStyle(el).position)) el.style.position = 'static'; })"
+            )
+            assert page.locator(".hastexo-reset").inner_text() == "Lab zurücksetzen"
+            assert page.locator(".hastexo-check-button").inner_text() == "Fortschritt prüfen"
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=60_000)
+            phases = page.evaluate("window.phases")
+            # From the page's own catalog (HastexoXBlockI18N) and from the server's phase texts; none in English.
+            assert "Verbindung zu Ihrem Lab wird hergestellt …" in phases, phases
+            assert {"Warten auf einen Worker …", "Ihr Lab wird gestartet …"} & set(phases), phases
+            assert not [phase for phase in phases if "lab" in phase.split()], phases
+            result = check_progress(page)
+            assert result["message"] == "Sie haben 0 von 2 Aufgaben erledigt.", result  # the server, in German
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-german.png"))
+        finally:
+            browser.close()
+    assert errors == []

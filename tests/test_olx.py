@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 from io import BytesIO
 from typing import Any
@@ -93,7 +94,7 @@ def test_every_field_round_trips() -> None:
         ["ok", "  mixed\n  with an indented one"],
     ],
 )
-def test_tests_that_cdata_cannot_carry_round_trip_through_the_option_form(tests: list[str]) -> None:
+def test_awkward_scripts_round_trip_exactly(tests: list[str]) -> None:
     assert roundtrip({**ALL_FIELDS, "tests": tests})["tests"] == tests
 
 
@@ -105,12 +106,25 @@ def test_unset_values_export_as_empty_and_stay_unset() -> None:
 def test_export_is_deterministic_and_writes_every_field() -> None:
     node = olx.export(ALL_FIELDS, [element("<html_demo><p>x</p></html_demo>")])
     assert node.tag == "hastexo"
-    assert list(node.attrib) == sorted(olx.SCALAR_FIELDS)
-    tags = [child.tag for child in node]
-    assert tags == ["test"] * 3 + ["port"] * 2 + ["provider"] * 2 + [f"{{{olx.OPTION_NS}}}hook_events", "html_demo"]
+    assert list(node.attrib) == sorted(olx.FIELD_NAMES)
+    # Settings are attributes only: the one child element is the child block (see the paste tests).
+    assert [child.tag for child in node] == ["html_demo"]
+    assert json.loads(node.get("tests")) == ALL_FIELDS["tests"]
     text = etree.tostring(node)
     assert text == etree.tostring(olx.export(ALL_FIELDS, [element("<html_demo><p>x</p></html_demo>")]))
-    assert b"<![CDATA[" in text  # scripts stay readable
+
+
+def test_structured_attributes_are_read_like_option_elements() -> None:
+    fields = parse(
+        '<hastexo ports=\'[{"name": "web", "number": 8080}]\' tests="[\'test -f x\']"'
+        ' hook_events="{suspend: true}" providers=""/>'
+    ).fields
+    assert fields == {
+        "ports": [{"name": "web", "number": 8080}],
+        "tests": ["test -f x"],
+        "hook_events": {"suspend": True, "resume": False, "delete": False},  # a mapping: left out is false
+    }
+    assert parse("<hastexo ports='[]' tests=''/>").fields == {"ports": []}
 
 
 def test_inline_fixture() -> None:
@@ -218,6 +232,13 @@ OPT = 'xmlns:option="http://code.edx.org/xblock/option"'
             ["<port>", "already given by <option:ports>"],
         ),
         ("<hastexo><hook_events/><hook_events/></hastexo>", ["<hook_events>", "already given"]),
+        ('<hastexo ports=\'[{"name": "w"}]\'/>', ["<hastexo>", "needs a number"]),
+        ("<hastexo tests='{a: 1}'/>", ["<hastexo>", '"tests"', "list"]),
+        ("<hastexo hook_events='[{x'/>", ["<hastexo>", '"hook_events"', "not valid JSON or YAML"]),
+        (
+            """<hastexo tests='["a"]'><test>b</test></hastexo>""",
+            ["<test>", "already given by the tests attribute of <hastexo>"],
+        ),
         ("<hastexo><test>a<b/></test></hastexo>", ["<test>", "not elements"]),
     ],
 )

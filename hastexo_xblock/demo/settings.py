@@ -34,6 +34,13 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 TIME_ZONE = "UTC"
 # djpyfs (listed by the workbench) does not load on Django 5.2 and is not used.
 INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + ["hastexo_xblock"]  # noqa: F405
+# Learners get the page in their browser's language (Accept-Language), as in the LMS.
+MIDDLEWARE = list(MIDDLEWARE)  # noqa: F405
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+    "django.middleware.locale.LocaleMiddleware",
+)
+USE_I18N = True
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -25,10 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from xblock.fields import Field
 
 #: Shown once to a learner whose check was running under the original when the platform switched.
-INTERRUPTED = (
+INTERRUPTED = gettext_noop(
     "Your last progress check was still running when this course's lab software was upgraded, "
     "and its result was lost. Please check your progress again."
 )

@@ -96,3 +96,13 @@ def test_launch_new_window_is_the_lab_alone(queued):
     assert all("/handler/" in url or "handler" in url for url in data["handler_urls"].values())
     assert data["init_args"]["last_check"] is None
     assert "hastexo.js" in page and "xterm.js" in page
+
+
+def test_the_originals_handlers_start_nothing_in_studio(queued):
+    block, _stack = up_block("studio-author", lab_xml(TEST_NOTES))
+    block.runtime.is_author_mode = True  # what Studio's runtimes say
+    code, body = call(block, "get_check_status")
+    assert code == 409 and "do not run in Studio" in body["error"]
+    response = window(block)
+    assert response.status_code == 409 and "do not run in Studio" in response.json_body["error"]
+    assert queued == [] and not Check.objects.exists()

@@ -127,3 +127,10 @@ def test_a_lab_without_tests_is_not_graded(queued):
 )
 def test_check_ref_reads_both_forms(stored, expected):
     assert original_state.check_ref(stored) == expected
+
+
+def test_the_interrupted_check_is_told_in_the_learners_language():
+    from django.utils import translation
+
+    with translation.override("de"):
+        assert original_state.interrupted_check()["error_msg"].startswith("Ihre letzte Fortschrittsprüfung")

@@ -16,17 +16,15 @@
 (function () {
   'use strict';
 
-  const _ = (s) => (window.gettext ? window.gettext(s) : s);
+  // The block's own catalog (i18n_js_namespace, loaded before this file), else the page's, else English.
+  const i18n = window.HastexoXBlockI18N || window;
+  const _ = (s) => (i18n.gettext ? i18n.gettext(s) : s);
   const ngettext = (singular, plural, n) => (
-    window.ngettext ? window.ngettext(singular, plural, n) : (n === 1 ? singular : plural)
+    i18n.ngettext ? i18n.ngettext(singular, plural, n) : (n === 1 ? singular : plural)
   );
-  const interpolate = (fmt, values) => (
-    window.interpolate
-      ? window.interpolate(fmt, values, true)
-      : fmt.replace(/%\((\w+)\)s/g, (match, key) => (
-        Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match
-      ))
-  );
+  const interpolate = (fmt, values) => fmt.replace(/%\((\w+)\)s/g, (match, key) => (
+    Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match
+  ));
 
   // Websocket close codes used by the lab gateway.
   const CLOSE_NORMAL = 1000;
