@@ -135,3 +135,17 @@ def test_a_learner_with_a_lab_here_already_keeps_it(original_tables):
     assert "already has a lab of this project" in refused.detail and "hx-already" in refused.detail
     assert Stack.objects.get(anonymous_user_id=empty.student_id).name == empty.name  # the empty row is taken over
     assert adopt.legacy_names("default")[row.name] is True  # held by the original's row: never an orphan
+
+
+def test_the_admin_lists_what_the_adoption_made_of_each_row(original_tables, client):
+    from django.contrib.auth.models import User
+
+    db.load()
+    adopt.adopt(ssh_timeout=1)
+    client.force_login(User.objects.create_superuser("root", "root@example.org", "pw"))
+    page = client.get("/admin/hastexo_xblock/legacyadoption/?outcome=not_adopted").content.decode()
+    assert schema.OriginalStack.objects.get(pk=5).name in page and "provider gcloud1 is not configured here" in page
+    assert schema.OriginalStack.objects.get(pk=1).name not in page
+    row = LegacyAdoption.objects.get(legacy_id=5)
+    assert client.post(f"/admin/hastexo_xblock/legacyadoption/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LegacyAdoption.objects.filter(pk=row.pk).exists()
