@@ -215,6 +215,13 @@ def status(
                 )
         elif stack.status in states.UP:
             keepalive(stack)
+    if stack.spec.get("adopted_from") and stack.status in states.UP:
+        # A running lab adopted from the original hastexo XBlock carries the settings the
+        # original recorded; from the learner's first visit on it follows the block's
+        # (ports, hook events, key type), as a launch would have written them.
+        Stack.objects.filter(pk=stack.pk, spec__adopted_from=stack.spec["adopted_from"]).update(
+            spec=spec.as_dict(settings)
+        )
     stack.refresh_from_db()
     return {**view(stack), "notice": notice} if notice else view(stack)
 

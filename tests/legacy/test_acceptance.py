@@ -128,6 +128,11 @@ def test_three_learners_switch_without_losing_their_labs(labs, gateway, monkeypa
 
     # Learner 1: the running lab, through the gateway, with the ticket the block mints.
     block1 = learner_block(monkeypatch, 1)
+    assert running.spec["hook_events"] == {"suspend": True, "resume": True, "delete": False}  # as recorded
+    body = call(block1, "get_user_stack_status", {"initialize": True})[1]
+    assert body["status"] == states.RESUME_COMPLETE and not queued  # not launched again
+    spec = Stack.objects.get(pk=running.pk).spec
+    assert "adopted_from" not in spec and spec["hook_events"] == {} and spec["ssh_user"] == "training"  # the block's
     code, body = call(block1, "get_ticket")
     assert code == 200, body
     token = parse_qs(urlsplit(body["url"]).query)["ticket"][0]

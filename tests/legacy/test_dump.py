@@ -74,6 +74,7 @@ def test_adopting_the_dump_without_any_lab_running(original_tables, capsys):
     call_command("hastexo_adopt_legacy", "--ssh-timeout", "2")
     out = capsys.readouterr().out
     assert "adopted 5, already adopted 0, not adopted 1" in out
+    assert "PRIVATE KEY" not in out and "kPw9-fixture" not in out  # no secret in the report
     assert "not adopted hastexo_stack#5" in out and "provider gcloud1 is not configured here" in out
     for pk in (1, 2, 3, 4, 6):
         stack = Stack.objects.get(name=schema.OriginalStack.objects.get(pk=pk).name)
