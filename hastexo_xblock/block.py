@@ -635,7 +635,8 @@ class HastexoXBlock(
     def add_xml_to_node(self, node) -> None:
         """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
-        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point})
+        tag = self.scope_ids.block_type if self.scope_ids.block_type in olx.TAGS else olx.TAG
+        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point}, tag=tag)
         xml_attributes.export(self, node, olx.FIELD_NAMES)
         for child_id in self.children:
             self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)

@@ -57,6 +57,9 @@ from lxml import etree
 
 OPTION_NS = "http://code.edx.org/xblock/option"
 TAG = "hastexo"
+#: The tags of the block: stackamole 9.x (the original, renamed) exported ``<stackamole>``,
+#: with its pointer files under ``stackamole/``; the same block reads and writes both.
+TAGS = (TAG, "stackamole")
 
 # Field tables: they mirror the fields of ``HastexoXBlock`` (block.py).
 STRING_FIELDS = frozenset(
@@ -388,17 +391,21 @@ def _option_value(
 # --- parse ------------------------------------------------------------------------
 
 
-def pointer_path(element: etree._Element) -> str:
-    """Course-relative path of a pointer's file: ``hastexo/<dir of url_name>/<filename>.xml``."""
+def pointer_path(element: etree._Element, directory: str | None = None) -> str:
+    """Course-relative path of a pointer's file: ``<tag>/<dir of url_name>/<filename>.xml``.
+
+    ``directory`` is ``hastexo`` or ``stackamole`` (default: the element's own tag).
+    """
+    directory = directory or (element.tag if element.tag in TAGS else TAG)
     filename = element.get("filename", "")
     url_name = element.get("url_name", "")
-    path = posixpath.join(TAG, posixpath.dirname(url_name), filename)
+    path = posixpath.join(directory, posixpath.dirname(url_name), filename)
     if not path.endswith(".xml"):
         path += ".xml"
     normal = posixpath.normpath(path)
-    # The file must stay inside the course's hastexo/ directory.
-    if normal != path or filename.startswith("/") or not normal.startswith(TAG + "/"):
-        raise OLXError(element, f"file {path!r} is outside the course's {TAG}/ directory", "filename")
+    # The file must stay inside the course's hastexo/ (or stackamole/) directory.
+    if normal != path or filename.startswith("/") or not normal.startswith(directory + "/"):
+        raise OLXError(element, f"file {path!r} is outside the course's {directory}/ directory", "filename")
     return path
 
 
@@ -406,10 +413,19 @@ def _read_pointer(element: etree._Element, load_file: Loader | None) -> etree._E
     path = pointer_path(element)
     if load_file is None:
         raise OLXError(element, f"points to {path!r} but there is no course directory to read it from", "filename")
-    try:
-        data = load_file(path)
-    except Exception as error:  # any loader's "not found"/"unreadable" is the same problem to the author
-        raise OLXError(element, f"cannot read {path!r}: {error}", "filename") from None
+    # Its own tag's directory first, then the other: stackamole 9.x read both.
+    own = element.tag if element.tag in TAGS else TAG
+    for directory in (own, *(tag for tag in TAGS if tag != own)):
+        candidate = pointer_path(element, directory)
+        try:
+            data = load_file(candidate)
+        except Exception as error:  # any loader's "not found"/"unreadable" is the same problem to the author
+            failure = error
+            continue
+        path = candidate
+        break
+    else:
+        raise OLXError(element, f"cannot read {path!r}: {failure}", "filename") from None
     if isinstance(data, str):
         data = data.encode("utf-8")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
@@ -417,7 +433,7 @@ def _read_pointer(element: etree._Element, load_file: Loader | None) -> etree._E
         root = etree.fromstring(data, parser=parser, base_url=path)
     except etree.XMLSyntaxError as error:
         raise OLXError(element, f"{path!r} is not well-formed XML: {error}", "filename") from None
-    if root.tag != TAG:
+    if root.tag not in TAGS:
         raise OLXError(root, f"the root element of {path!r} must be <{TAG}>")
     if root.get("filename"):
         raise OLXError(root, "a pointer's file cannot point to another file", "filename")
@@ -542,7 +558,10 @@ def _json_attribute(value: Any) -> str:
 
 
 def export_into(
-    node: etree._Element, values: Mapping[str, Any], extra_attributes: Mapping[str, str] | None = None
+    node: etree._Element,
+    values: Mapping[str, Any],
+    extra_attributes: Mapping[str, str] | None = None,
+    tag: str = TAG,
 ) -> etree._Element:
     """Write ``values`` (field name → value) onto ``node`` as a ``<hastexo>`` element, and return it.
 
@@ -554,7 +573,7 @@ def export_into(
     every attribute through YAML, and JSON is YAML.  Child blocks are the
     caller's to append.
     """
-    node.tag = TAG
+    node.tag = tag  # ``hastexo``, or ``stackamole`` for a block of that type (see TAGS)
     attributes = {name: _attribute_text(values.get(name)) for name in SCALAR_FIELDS}
     attributes.update({name: _json_attribute(values.get(name)) for name in STRUCTURED_FIELDS})
     attributes.update(extra_attributes or {})

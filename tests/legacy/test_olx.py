@@ -52,7 +52,7 @@ def runtime(course: pathlib.Path | None = COURSE):
 
 def hastexo_node(name: str) -> bytes:
     root = etree.parse(str(COURSE / "vertical" / name)).getroot()
-    node = root if root.tag == "hastexo" else root.find("hastexo")
+    node = root if root.tag in olx.TAGS else next(child for child in root if child.tag in olx.TAGS)
     return etree.tostring(node)
 
 
@@ -272,3 +272,25 @@ def test_hook_events_of_the_original_file_keep_their_meaning_after_export():
     text = node.get("hook_events")
     assert json.loads(text) == {"suspend": True, "resume": True, "delete": False}
     assert yaml.safe_load(text) == json.loads(text)  # what the original's YAML reading makes of it
+
+
+# --- stackamole 9.x: the same block under its renamed tag ---------------------------------
+
+
+def test_a_stackamole_block_loads_keeps_its_type_and_exports_as_stackamole():
+    block = load(hastexo_node("stackamole_export.xml"))
+    assert block.scope_ids.block_type == "stackamole"
+    assert block.weight == 3.0 and block.hook_events == {"suspend": False, "resume": True, "delete": False}
+    assert block.providers == [{"name": "default", "capacity": 10, "template": None, "environment": None}]
+    assert block.tests == ['#!/bin/bash\ntest -d ~/ten || { echo "Make the directory ten." >&2; exit 1; }\n']
+    text = export(block)
+    assert etree.fromstring(text).tag == "stackamole"
+    again = load(text, course=None)
+    assert again.scope_ids.block_type == "stackamole" and values(again) == values(block)
+
+
+def test_a_stackamole_pointer_reads_a_file_left_under_hastexo():
+    """stackamole read its pointer files from stackamole/ or hastexo/; so does this block."""
+    xml = b'<stackamole url_name="lab_intro" filename="lab_intro" stack_user_name="training"/>'
+    block = load(xml)
+    assert block.scope_ids.block_type == "stackamole" and len(block.tests) == 2
