@@ -294,3 +294,21 @@ def test_a_stackamole_pointer_reads_a_file_left_under_hastexo():
     xml = b'<stackamole url_name="lab_intro" filename="lab_intro" stack_user_name="training"/>'
     block = load(xml)
     assert block.scope_ids.block_type == "stackamole" and len(block.tests) == 2
+
+
+def test_the_fixtures_hold_every_element_and_attribute_the_original_read():
+    attributes, elements = set(), set()
+    for path in COURSE.rglob("*.xml"):
+        for node in etree.parse(str(path)).getroot().iter():
+            if not isinstance(node.tag, str):
+                continue
+            qname = etree.QName(node)
+            tag = f"option:{qname.localname}" if qname.namespace == olx.OPTION_NS else qname.localname
+            elements.add(tag)
+            if tag in olx.TAGS:
+                attributes |= set(node.attrib)
+    scalar = set(ORIGINAL_FIELDS) - olx.STRUCTURED_FIELDS  # the structured ones were elements in the original
+    assert attributes >= scalar | {"url_name", "filename", "xblock-family"}
+    assert elements >= {"hastexo", "stackamole", "test", "port", "provider", "hook_events"} | {
+        f"option:{name}" for name in ("providers", "ports", "tests", "hook_events")
+    }
