@@ -3,8 +3,8 @@
 #   make test                              every test, installs included
 #
 # `make test` installs the system packages the tests drive (Chromium,
-# bubblewrap and slirp4netns for the local labs' sandbox, the MariaDB client
-# headers, gettext) when run as root, creates .venv from the pinned
+# bubblewrap and slirp4netns for the local labs' sandbox, TigerVNC, twm and
+# xterm for their desktops, the MariaDB client headers, gettext) when run as root, creates .venv from the pinned
 # requirements and .venv-tutor with the real Tutor, lints, runs the whole
 # suite on SQLite, the local provider's tests again as an unprivileged
 # worker, the database tests again on every database in
@@ -14,7 +14,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext
+SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
+	tigervnc-standalone-server twm xterm x11-xkb-utils xfonts-base x11-utils
 TUTOR_VENV ?= .venv-tutor
 # Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
 PLATFORM_RELEASES ?= ulmo sumac

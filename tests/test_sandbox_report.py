@@ -25,6 +25,7 @@ def _without_cgroups_or_images(settings):
     return probe.Capabilities(
         bwrap=real.bwrap,
         bwrap_problem=real.bwrap_problem,
+        bwrap_features=real.bwrap_features,
         slirp4netns=real.slirp4netns,
         tun_problem=real.tun_problem,
         homefs_problem="the worker is not root (mounting a file system image needs root)",

@@ -66,6 +66,24 @@ def test_the_image_installs_the_package(rendered):
     assert "pip freeze --exclude-editable" in dockerfile  # the platform's own pins constrain the install
 
 
+def test_local_labs_get_their_sandbox_in_the_image_and_the_worker(rendered):
+    dockerfile = read(rendered["local"], "build/openedx/Dockerfile")
+    assert "apt install -y bubblewrap slirp4netns" in dockerfile
+    # Installed as root, before the image switches to the unprivileged app user.
+    assert dockerfile.index("bubblewrap slirp4netns") < dockerfile.index("USER ${APP_USER_ID}")
+    assert "bubblewrap" not in read(rendered["cloud"], "build/openedx/Dockerfile")
+    compose = yaml.safe_load(read(rendered["local"], "local/docker-compose.prod.yml"))["services"]
+    assert compose["hastexo-worker"]["security_opt"] == ["seccomp:unconfined", "apparmor:unconfined"]
+    assert "security_opt" not in compose["hastexo-gateway"]
+    cloud = yaml.safe_load(read(rendered["cloud"], "local/docker-compose.prod.yml"))["services"]
+    assert "security_opt" not in cloud["hastexo-worker"]
+    docs = [d for d in yaml.safe_load_all(read(rendered["local"], "k8s/deployments.yml")) if d]
+    pod = next(d for d in docs if d["metadata"]["name"] == "hastexo-labs")["spec"]["template"]["spec"]
+    worker = next(c for c in pod["containers"] if c["name"] == "hastexo-worker")
+    assert worker["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+    assert worker["securityContext"]["allowPrivilegeEscalation"] is False
+
+
 @pytest.mark.parametrize("variant", ["lms", "cms"])
 def test_lms_and_studio_settings_are_valid_for_the_package(rendered, variant):
     text = read(rendered["local"], f"apps/openedx/settings/{variant}/production.py")

@@ -196,3 +196,73 @@ async def serve_pipes(process: Any, session: Session, fds: dict[str, int]) -> No
         await asyncio.gather(inp, out, err, return_exceptions=True)
         for fd in fds.values():
             os.close(fd)
+
+
+class _SocketSide(asyncio.Protocol):
+    """The lab's end of a forwarded connection: what it sends goes to the SSH channel."""
+
+    def __init__(self) -> None:
+        self.channel: Any = None
+
+    def data_received(self, data: bytes) -> None:
+        self.channel.write(data)
+
+    def eof_received(self) -> bool:
+        self.channel.write_eof()
+        return True  # keep our half open until the client closes too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.channel is not None:
+            self.channel.close()
+
+    def pause_writing(self) -> None:
+        self.channel.pause_reading()  # the lab's end reads slowly: stop reading the client
+
+    def resume_writing(self) -> None:
+        self.channel.resume_reading()
+
+
+class ForwardSession:
+    """An asyncssh TCP or UNIX session relaying a forwarded channel to a socket connected inside the lab.
+
+    Flow control both ways: a full SSH window stops reading the socket, a
+    full socket buffer stops reading the channel.
+    """
+
+    def __init__(self, transport: asyncio.Transport, side: _SocketSide) -> None:
+        self.transport = transport
+        self.side = side
+
+    @classmethod
+    async def wrap(cls, sock: Any) -> ForwardSession:
+        """A session for the connected socket ``sock`` (it then belongs to the session)."""
+        side = _SocketSide()
+        transport, _ = await asyncio.get_running_loop().connect_accepted_socket(lambda: side, sock=sock)
+        # Nothing may reach the channel before it exists: a VNC server speaks first.
+        transport.pause_reading()
+        return cls(transport, side)
+
+    # -- asyncssh's session interface -------------------------------------------
+
+    def connection_made(self, channel: Any) -> None:
+        self.side.channel = channel
+
+    def session_started(self) -> None:
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()  # the SSH window is full: stop reading the lab's end
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()

@@ -6,6 +6,8 @@ command, the template's setup script) as a fresh process::
     python -I -S enter.py --pid INIT --expect user=INODE,mnt=INODE,... --uid 1000 --gid 1000
                           --cwd /home/lab [--pty COLS,ROWS,XPIX,YPIX] [--control FD]
                           [--nproc N] [--oom-score-adj N] -- COMMAND ARG...
+    python -I -S enter.py --pid INIT --expect … --uid 1000 --gid 1000 --control FD
+                          --connect unix:/PATH | tcp:HOST:PORT
 
 It uses the standard library only (no ``site``): it runs as the worker's user
 (root or not) until it has dropped to the lab's user, so it must not import
@@ -38,8 +40,17 @@ before the command runs):
    tells the lab host the child's pid, forwards signals to the child's
    process group and exits with the child's status.
 
+With ``--connect`` there is no command: after step 5 this process connects
+a socket to ``PATH`` or ``HOST:PORT`` *inside* the lab -- resolved in the
+lab's mount and network namespaces, with the lab user's permissions, so a
+symlink planted in the lab leads nowhere outside it -- and sends it to the
+lab host (which relays an SSH channel through it: ``direct-streamlocal``
+and ``direct-tcpip`` forwarding, e.g. to the lab's VNC server).
+
 The command's environment is this process's environment (the lab host builds
-it).  Exit status: the command's; 126 when the lab could not be entered, 127
+it).  Nothing may be imported or read from the host's file system after the
+mount namespace is joined (the host's Python is not in the lab): all of it
+happens before.  Exit status: the command's; 126 when the lab could not be entered, 127
 when the command could not be executed.
 """
 
@@ -59,6 +70,7 @@ import socket
 import struct
 import sys
 import termios
+from typing import Any
 
 # <sched.h>
 CLONE_NEWNS = 0x00020000
@@ -133,9 +145,13 @@ def _prctl(option: int, arg: int, what: str) -> None:
 
 
 def _last_capability() -> int:
+    """The highest capability number this kernel knows (read before joining the lab's mount namespace)."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
-            return int(f.read())
+        fd = os.open("/proc/sys/kernel/cap_last_cap", os.O_RDONLY)
+        try:
+            return int(os.read(fd, 32))
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return 63
 
@@ -193,9 +209,9 @@ def join(namespaces: list[tuple[str, int, int]]) -> None:
     os.close(user_fd)
 
 
-def drop_privileges(uid: int, gid: int) -> None:
+def drop_privileges(uid: int, gid: int, last_capability: int) -> None:
     """Become ``uid``/``gid`` (ids in the lab's user namespace) with no capability left, for good."""
-    for cap in range(_last_capability() + 1):
+    for cap in range(last_capability + 1):
         _prctl(PR_CAPBSET_DROP, cap, f"dropping capability {cap} from the bounding set")
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
@@ -249,20 +265,55 @@ def _child(args: argparse.Namespace, slave: int | None) -> None:  # pragma: no c
     os._exit(EXIT_CANNOT_EXEC)
 
 
+def parse_target(text: str) -> tuple[int, Any]:
+    """``unix:/path`` or ``tcp:host:port`` (``tcp:[::1]:5901`` for IPv6) → ``(family, address)``."""
+    kind, _, rest = text.partition(":")
+    if kind == "unix" and rest.startswith("/"):
+        return socket.AF_UNIX, rest
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if host and port.isdigit() and 0 < int(port) < 65536:
+            return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
+    raise EnterError(f"not a connection target: {text!r}")
+
+
+def connect(control: socket.socket | None, target: str, timeout: float) -> None:
+    """Connect a socket to ``target`` here (inside the lab) and hand it to the lab host."""
+    family, address = parse_target(target)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(address)
+    except OSError as error:
+        raise EnterError(f"cannot connect to {target}: {error.strerror or error}") from None
+    _send(control, {"connected": target}, [sock.fileno()])
+    sock.close()
+
+
 def run(args: argparse.Namespace) -> None:
-    """Enter the lab and run the command; never returns."""
+    """Enter the lab and run the command (or connect the socket); never returns."""
     control = socket.socket(fileno=args.control) if args.control is not None else None
+    # Everything this process needs is read or loaded before it joins the lab's
+    # mount namespace: there, nothing of the host (its Python, its /proc) is left.
+    last_capability = _last_capability()
     namespaces = open_namespaces(args.pid, parse_expect(args.expect))
     if os.geteuid() == 0:
         os.setgroups([])
     if args.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w", encoding="ascii") as f:
-            f.write(str(args.oom_score_adj))
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, str(args.oom_score_adj).encode())
+        finally:
+            os.close(fd)
     join(namespaces)
-    drop_privileges(args.uid, args.gid)
+    drop_privileges(args.uid, args.gid, last_capability)
     # The lab host's death ends the session's helper (and, through the lab's
     # init, everything in the lab).  Set after the uid change, which clears it.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "setting the parent-death signal")
+    if args.connect:
+        connect(control, args.connect, args.timeout)
+        os._exit(0)
     if args.nproc:
         resource.setrlimit(resource.RLIMIT_NPROC, (args.nproc, args.nproc))
     master = slave = None
@@ -325,10 +376,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--control", type=int, help="socket fd: receives the child's pid (and the pty master)")
     parser.add_argument("--nproc", type=int, help="RLIMIT_NPROC for the lab's user")
     parser.add_argument("--oom-score-adj", type=int)
-    parser.add_argument("command", nargs="+")
+    parser.add_argument("--connect", help="unix:/PATH or tcp:HOST:PORT: connect there instead of running a command")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds --connect may take")
+    parser.add_argument("command", nargs="*")
     args = parser.parse_args(argv)
     if args.pty is not None and len(args.pty) != 4:
         parser.error("--pty takes COLS,ROWS,XPIXEL,YPIXEL")
+    if bool(args.connect) == bool(args.command):
+        parser.error("give either a command or --connect")
     return args
 
 

@@ -63,6 +63,7 @@ ENTER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "enter.p
 #: How long the sandbox (and slirp4netns) may take to start, and a session to enter the lab.
 SANDBOX_START_SECONDS = 20.0
 ENTER_SECONDS = 20.0
+DESKTOP_START_SECONDS = 15.0
 
 NOSANDBOX_WARNING = "local provider is running lab shells without a sandbox (development only)"
 
@@ -83,6 +84,7 @@ class LabHost:
         state = self.dir.read_state() or {}
         self.lab = sandbox.LabSandbox.from_state(state.get("sandbox"))
         self.cgroup = cgroups.LabCgroup.from_state(state.get("cgroups"))
+        self.desktop: dict[str, str] | None = state.get("desktop")
         if self.lab.mode == "bwrap" and not (self.lab.bwrap and os.access(self.lab.bwrap, os.X_OK)):
             found = shutil.which("bwrap")
             if not found:
@@ -360,6 +362,45 @@ class LabHost:
         pid = int(json.loads(message)["pid"])
         return Session(helper.pid, pid, exited, fds[0] if fds else None)
 
+    async def open_in_lab(self, target: str) -> channels.ForwardSession:
+        """A forwarding session to ``unix:/path`` or ``tcp:host:port`` as seen from *inside* the lab.
+
+        For ``direct-streamlocal`` and ``direct-tcpip`` channels (e.g. the
+        gateway reaching the lab's VNC server through this SSH server): the
+        socket is connected by ``enter.py`` in the lab's namespaces as the
+        lab's user, never here, so no path or address a learner controls can
+        lead to the host.  Raises ``asyncssh.ChannelOpenError`` when it fails.
+        """
+        import asyncssh
+
+        if self.lab.mode != "bwrap" or self.init is None:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "forwarding needs a sandbox")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours:
+            try:
+                cmd = sandbox.enter_command(
+                    self.python, ENTER_SCRIPT, self.init, [], control_fd=theirs.fileno(), connect=target
+                )
+                helper = subprocess.Popen(
+                    cmd,
+                    pass_fds=[theirs.fileno()],
+                    env={"PATH": DEFAULT_PATH},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    close_fds=True,
+                    start_new_session=True,
+                )
+            finally:
+                theirs.close()
+            exited = self._track(helper.pid)
+            helper.returncode = 0  # the reaper owns the status
+            ours.setblocking(False)
+            _message, fds = await asyncio.wait_for(self._receive(ours), ENTER_SECONDS)
+        await exited
+        if not fds:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, f"nothing answers at {target} in the lab")
+        return await channels.ForwardSession.wrap(socket.socket(fileno=fds[0]))
+
     @staticmethod
     async def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
         while True:
@@ -468,6 +509,32 @@ class LabHost:
         log.info("setup script exited with status %s", code)
         return code
 
+    async def start_desktop(self) -> None:
+        """Start the lab's desktop (``sandbox.DESKTOP_SCRIPT``) inside the lab; it runs for the lab's life.
+
+        Returns once its VNC socket is there, or after a while (a slow X
+        server is the gateway's to wait for, not the launch's).
+        """
+        assert self.desktop is not None
+        env = {**self._env(self.user, None, {}), "XDG_RUNTIME_DIR": "/run/hastexo"}
+        argv = [
+            self.shell,
+            "-c",
+            sandbox.DESKTOP_SCRIPT,
+            sandbox.DESKTOP_SOCKET,
+            self.desktop.get("geometry", ""),
+            self.desktop.get("startup", ""),
+        ]
+        log_fd = os.open(self.dir.file(statedir.DESKTOP_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(log_fd, "ab") as out, open(os.devnull, "rb") as devnull:
+            await self._start(argv, env, None, {"stdin": devnull, "stdout": out, "stderr": out})
+        assert self.init is not None
+        socket_path = f"/proc/{self.init.pid}/root{sandbox.DESKTOP_SOCKET}"
+        deadline = time.monotonic() + DESKTOP_START_SECONDS
+        while not os.path.exists(socket_path) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("desktop %s", "started" if os.path.exists(socket_path) else "is still starting")
+
     # -- main ----------------------------------------------------------------
 
     async def run(self, port: int, setup: bool) -> int:
@@ -488,6 +555,8 @@ class LabHost:
                 if code != 0:
                     statedir.atomic_write_json(server_file, {"pid": os.getpid(), "setup_status": code, "port": None})
                     return 1
+            if self.desktop and self.lab.mode == "bwrap":
+                await self.start_desktop()
             server = await self._listen(asyncssh, port)
             bound = server.sockets[0].getsockname()[1]
             statedir.atomic_write_json(
@@ -508,6 +577,7 @@ class LabHost:
             self.stop_sandbox()
 
     async def _listen(self, asyncssh: Any, port: int) -> Any:
+        host = self
         host_key = asyncssh.read_private_key(self.dir.file(statedir.HOST_KEY_FILE))
         authorized = asyncssh.read_authorized_keys(self.dir.file(statedir.AUTHORIZED_KEYS_FILE))
 
@@ -526,6 +596,13 @@ class LabHost:
 
             def kbdint_auth_supported(self) -> bool:
                 return False
+
+            def unix_connection_requested(self, dest_path: str) -> Any:
+                return host.open_in_lab(f"unix:{dest_path}")
+
+            def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+                address = f"[{dest_host}]" if ":" in dest_host else dest_host
+                return host.open_in_lab(f"tcp:{address}:{dest_port}")
 
         options = {
             "server_factory": Server,

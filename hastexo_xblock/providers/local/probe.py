@@ -19,7 +19,16 @@ from typing import Any
 
 from . import cgroups, homefs
 from .config import SandboxSettings
-from .sandbox import LAB_GID, LAB_UID, NAMESPACE_ARGS, TUN_DEVICE, system_binds
+from .sandbox import (
+    LAB_GID,
+    LAB_UID,
+    REQUIRED_OPTIONS,
+    TUN_DEVICE,
+    bwrap_options,
+    namespace_args,
+    system_binds,
+    tmpfs,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,8 @@ class Capabilities:
     #: Path of a working bwrap, or ``None`` (then ``bwrap_problem`` says why).
     bwrap: str | None
     bwrap_problem: str | None
+    #: The options of that bwrap (``sandbox.bwrap_options``).
+    bwrap_features: frozenset[str]
     slirp4netns: str | None
     #: Why slirp4netns could not open the tun device for labs, or ``None``.
     tun_problem: str | None
@@ -95,6 +106,10 @@ class Capabilities:
             )
         if settings.disk_limit and self.homefs_problem:
             found.append(f"the home size limit: {self.homefs_problem}")
+        if self.bwrap and "--disable-userns" not in self.bwrap_features:
+            found.append("keeping labs from creating user namespaces: this bubblewrap is older than 0.8")
+        if self.bwrap and "--size" not in self.bwrap_features:
+            found.append("the sizes of /tmp, /dev/shm and /run: this bubblewrap is older than 0.7")
         return found
 
 
@@ -128,12 +143,18 @@ def _probe(settings: SandboxSettings) -> Capabilities:
     elif bwrap is None:
         problem = "bwrap is not installed (apt-get install bubblewrap)"
     else:
-        problem = _try_bwrap(bwrap, _ids_for_probe(settings))
+        options = bwrap_options(bwrap)
+        lacking = sorted(REQUIRED_OPTIONS - options)
+        if lacking:
+            problem = f"this bubblewrap is too old: it lacks {', '.join(lacking)} (0.5 or later is needed)"
+        else:
+            problem = _try_bwrap(bwrap, _ids_for_probe(settings))
         if problem:
             bwrap = None
     return Capabilities(
         bwrap=bwrap,
         bwrap_problem=problem,
+        bwrap_features=bwrap_options(bwrap) if bwrap else frozenset(),
         slirp4netns=shutil.which("slirp4netns"),
         tun_problem=_tun_problem(),
         homefs_problem=homefs.probe() if settings.disk_limit else None,
@@ -164,7 +185,7 @@ def _try_bwrap(bwrap: str, ids: tuple[int, int] | None) -> str | None:
         os.chmod(scratch, 0o755)  # noqa: S103 - the lab's user must be able to start in it
         argv = [
             bwrap,
-            *NAMESPACE_ARGS,
+            *namespace_args(bwrap_options(bwrap)),
             "--as-pid-1",
             "--uid",
             str(LAB_UID),
@@ -175,10 +196,7 @@ def _try_bwrap(bwrap: str, ids: tuple[int, int] | None) -> str | None:
             "/proc",
             "--dev",
             "/dev",
-            "--size",
-            str(1024**2),
-            "--tmpfs",
-            "/tmp",  # noqa: S108 - the sandbox's own, empty /tmp
+            *tmpfs(bwrap_options(bwrap), 1024**2, "/tmp"),  # noqa: S108 - the sandbox's own, empty /tmp
             "--remount-ro",
             "/",
             "--",

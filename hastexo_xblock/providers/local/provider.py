@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -46,6 +47,7 @@ from ..base import (
     ProviderError,
     ProviderStack,
     StackOutputs,
+    TemplateError,
     TransientProviderError,
 )
 from . import cgroups, homefs, launcher, processes, sandbox, statedir
@@ -280,6 +282,9 @@ class LocalProvider(Provider):
             host_key = statedir.read_text(lab.file(statedir.HOST_PUBLIC_KEY_FILE))
             if host_key:
                 extra["host_key"] = host_key.strip()
+            if state.get("desktop"):
+                # Reached through the lab host (direct-streamlocal), from inside the lab.
+                extra["vnc"] = f"unix:{sandbox.DESKTOP_SOCKET}"
             if status in _UP_OR_SUSPENDED and state.get("port"):
                 outputs = StackOutputs(
                     public_ip="127.0.0.1",
@@ -335,6 +340,13 @@ class LocalProvider(Provider):
         lab = self._lab(name)
         spec = parse_template(template)
         param_env, public_key = parse_parameters(parameters)
+        if spec.desktop:
+            lacking = [program for program in sandbox.DESKTOP_PROGRAMS if not shutil.which(program)]
+            if self.settings.mode == "none":
+                raise TemplateError("desktop labs need the sandbox; this provider runs labs without one")
+            if lacking:
+                needs = ", ".join(lacking)
+                raise TemplateError(f"desktop labs need {needs} here (apt-get install tigervnc-standalone-server)")
         caps = self._ready_to_launch()
         self._make_root()
         with lab.lock():
@@ -377,6 +389,7 @@ class LocalProvider(Provider):
             "generated_key": public_key is None,
             "sandbox": record.to_state(),
             "cgroups": {},
+            "desktop": spec.desktop.__dict__.copy() if spec.desktop else None,
         }
         lab.write_state(state)
         try:

@@ -8,7 +8,8 @@ resources.  Deny by default:
 **Namespaces.**  bubblewrap (``bwrap``) creates, for the lab's init, its own
 user, PID, mount, IPC, UTS, network and cgroup namespaces, and a nested user
 namespace that cannot create further ones (``--disable-userns``: no
-unprivileged user namespaces, and so much less kernel, inside the lab).
+unprivileged user namespaces, and so much less kernel, inside the lab; a
+bubblewrap older than 0.8 cannot, and the provider says so).
 Every session (shell, command, setup script, hook, check) joins exactly those
 namespaces through ``enter.py``, which checks their identities first.  The
 lab's ``ps`` shows only the lab; its processes cannot signal, trace or open
@@ -59,6 +60,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,6 +150,30 @@ INIT_SCRIPT = (
 )
 INIT_NAME = "lab-init"
 
+#: Where a desktop lab's VNC server listens, inside the lab (only the lab's user may connect; the
+#: lab host forwards the gateway's connection to it from inside the lab).
+DESKTOP_SOCKET = "/run/hastexo/desktop/vnc.sock"
+DESKTOP_PROGRAMS = ("Xtigervnc",)
+#: Keeps a lab's desktop up: Xtigervnc on display :1, on a Unix socket and no TCP port, with no VNC
+#: password (the socket is the lab user's alone, and only the lab host reaches it, over SSH); then
+#: the template's startup programs.  Should the X server end, it starts again.
+DESKTOP_SCRIPT = """\
+geometry=$1
+startup=$2
+mkdir -p "${0%/*}"
+export DISPLAY=:1
+while :; do
+    rm -f /tmp/.X1-lock /tmp/.X11-unix/X1 "$0"
+    Xtigervnc :1 -geometry "$geometry" -depth 24 -rfbport -1 -rfbunixpath "$0" -rfbunixmode 0600 \\
+        -SecurityTypes None -AcceptSetDesktopSize -AlwaysShared -nolisten tcp -desktop lab &
+    server=$!
+    for i in $(seq 100); do [ -S /tmp/.X11-unix/X1 ] && break; sleep 0.1; done
+    (bash -c "$startup" >/dev/null 2>&1 &)
+    wait "$server"
+    sleep 1
+done
+"""
+
 #: slirp4netns's fixed addresses: the lab is 10.0.2.100, DNS is 10.0.2.3.
 SLIRP_DNS = "10.0.2.3"
 TUN_DEVICE = "/dev/net/tun"
@@ -201,7 +227,7 @@ class LabSandbox:
         return self.mode == "bwrap" and (self.uid, self.gid) != (os.geteuid(), os.getegid())
 
 
-#: Every namespace a lab gets (user: a nested one that cannot create more).
+#: Every namespace a lab gets (user: a nested one that cannot create more, where bwrap can).
 NAMESPACE_ARGS = (
     "--unshare-user",
     "--unshare-ipc",
@@ -211,6 +237,35 @@ NAMESPACE_ARGS = (
     "--unshare-cgroup",
     "--disable-userns",
 )
+#: What the sandbox cannot do without (bubblewrap 0.5 and later have them all).
+REQUIRED_OPTIONS = frozenset(
+    {*NAMESPACE_ARGS[:-1], "--as-pid-1", "--die-with-parent", "--info-fd", "--remount-ro", "--symlink", "--uid"}
+)
+#: What the sandbox uses where this bubblewrap has it (``--disable-userns``: 0.8; ``--size``: 0.7).
+OPTIONAL_OPTIONS = frozenset({"--disable-userns", "--size"})
+
+_features: dict[str, frozenset[str]] = {}
+
+
+def bwrap_options(bwrap: str) -> frozenset[str]:
+    """The options this bubblewrap knows (from its ``--help``; cached per path)."""
+    if bwrap not in _features:
+        try:
+            result = subprocess.run([bwrap, "--help"], capture_output=True, timeout=10, check=False)
+            text = (result.stdout + result.stderr).decode("utf-8", "replace")
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        _features[bwrap] = frozenset(re.findall(r"(--[a-z0-9-]+)", text))
+    return _features[bwrap]
+
+
+def namespace_args(options: frozenset[str]) -> list[str]:
+    return [arg for arg in NAMESPACE_ARGS if arg != "--disable-userns" or arg in options]
+
+
+def tmpfs(options: frozenset[str], size: int, path: str) -> list[str]:
+    """A tmpfs at ``path`` of ``size`` bytes (of no set size on a bubblewrap without ``--size``)."""
+    return ["--size", str(size), "--tmpfs", path] if "--size" in options else ["--tmpfs", path]
 
 
 def system_binds() -> list[str]:
@@ -261,9 +316,10 @@ def init_command(lab: LabSandbox, home: str, etc_dir: str, info_fd: int) -> list
     """
     if lab.mode != "bwrap" or not lab.bwrap:
         raise SandboxUnavailable("this lab has no sandbox")
+    options = bwrap_options(lab.bwrap)
     # fmt: off
     argv = [
-        lab.bwrap, *NAMESPACE_ARGS,
+        lab.bwrap, *namespace_args(options),
         "--die-with-parent", "--as-pid-1", "--new-session",
         "--uid", str(LAB_UID), "--gid", str(LAB_GID), "--hostname", LAB_HOSTNAME,
         *system_binds(),
@@ -277,9 +333,9 @@ def init_command(lab: LabSandbox, home: str, etc_dir: str, info_fd: int) -> list
         "--proc", "/proc",
         "--dev", "/dev",
         # The lab's own memory file systems, each with a size.
-        "--size", str(SHM_SIZE), "--tmpfs", "/dev/shm",  # noqa: S108
-        "--size", str(lab.tmp_limit), "--tmpfs", "/tmp",  # noqa: S108
-        "--size", str(RUN_SIZE), "--tmpfs", "/run",
+        *tmpfs(options, SHM_SIZE, "/dev/shm"),  # noqa: S108
+        *tmpfs(options, lab.tmp_limit, "/tmp"),  # noqa: S108
+        *tmpfs(options, RUN_SIZE, "/run"),
         "--dir", "/var", "--symlink", "../tmp", "/var/tmp",  # noqa: S108 - one budget for both
         "--dir", "/home", "--bind", home, LAB_HOME,
     ]
@@ -291,7 +347,7 @@ def init_command(lab: LabSandbox, home: str, etc_dir: str, info_fd: int) -> list
         if not any(path == p or path.startswith(p.rstrip("/") + "/") for p in lab.readonly_paths):
             continue  # not visible in the lab anyway
         if os.path.isdir(path):
-            argv += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
+            argv += [*tmpfs(options, 4096, path), "--remount-ro", path]
         elif os.path.lexists(path):
             argv += ["--ro-bind", "/dev/null", path]
     # fmt: off
@@ -358,8 +414,9 @@ def enter_command(
     control_fd: int | None = None,
     pids_limit: int | None = None,
     oom_score_adj: int | None = None,
+    connect: str | None = None,
 ) -> list[str]:
-    """The command line that runs ``argv`` inside the lab (see ``enter.py``)."""
+    """The command line that runs ``argv`` inside the lab, or connects to ``connect`` there (see ``enter.py``)."""
     # fmt: off
     cmd = [
         python, "-I", "-S", enter_script,
@@ -375,6 +432,8 @@ def enter_command(
         cmd += ["--nproc", str(pids_limit)]
     if oom_score_adj is not None:
         cmd += ["--oom-score-adj", str(oom_score_adj)]
+    if connect is not None:
+        return [*cmd, "--connect", connect]
     return [*cmd, "--", *argv]
 
 

@@ -11,7 +11,8 @@ Everything needed to manage a lab is on disk, so a new provider instance
     <root>/<name>/home/            the learner's home (a mounted image when its size is limited)
     <root>/<name>/home.img         that image
     <root>/<name>/etc/             passwd, group, hosts, hostname, resolv.conf of the lab (read-only in it)
-    <root>/<name>/labhost.log      the lab host's log; setup.log: the setup script's output
+    <root>/<name>/labhost.log      the lab host's log; setup.log: the setup script's output;
+                                   desktop.log: the desktop's (desktop labs)
     <root>/.locks/<name>.lock      serialises operations on one lab across threads and processes
     <root>/.uids                   the next lab uid (root workers)
 
@@ -42,6 +43,7 @@ SERVER_FILE = "server.json"
 SETUP_FILE = "setup.json"
 SETUP_LOG = "setup.log"
 LABHOST_LOG = "labhost.log"
+DESKTOP_LOG = "desktop.log"
 HOST_KEY_FILE = "host_key"
 HOST_PUBLIC_KEY_FILE = "host_key.pub"
 PRIVATE_KEY_FILE = "id_ed25519"

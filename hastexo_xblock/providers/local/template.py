@@ -11,6 +11,10 @@ once, inside the lab's sandbox, when the lab is created::
         mode: "0644"                   # optional, a quoted octal string
     setup: |                           # optional: bash, run in the home directory
       mkdir -p projects
+    desktop:                           # optional: a graphical desktop (VNC), or just "desktop: true"
+      geometry: 1280x800               # optional, the screen's size
+      startup: |                       # optional: bash, run in the desktop whenever it starts
+        twm & xterm &
 
 This module does not import Django or XBlock.
 """
@@ -30,8 +34,13 @@ from ..base import TemplateError
 PARAM_NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 
-TEMPLATE_KEYS = frozenset({"description", "files", "setup"})
+TEMPLATE_KEYS = frozenset({"description", "files", "setup", "desktop"})
 FILE_KEYS = frozenset({"path", "content", "mode"})
+DESKTOP_KEYS = frozenset({"geometry", "startup"})
+GEOMETRY_RE = re.compile(r"^([1-9][0-9]{2,3})x([1-9][0-9]{2,3})$")
+DEFAULT_GEOMETRY = "1280x800"
+#: What a desktop runs when the template says no more: a window manager and a terminal.
+DEFAULT_STARTUP = "twm &\nxterm -geometry 100x30+40+40 &\n"
 
 #: ``bash -c`` takes the script as one argument; Linux caps one argument at 128 KiB.
 MAX_SETUP_BYTES = 100_000
@@ -47,12 +56,21 @@ class TemplateFile:
 
 
 @dataclass(frozen=True)
+class Desktop:
+    """A lab's graphical desktop: its screen size and what starts in it."""
+
+    geometry: str = DEFAULT_GEOMETRY
+    startup: str = DEFAULT_STARTUP
+
+
+@dataclass(frozen=True)
 class LocalTemplate:
     """A parsed local lab template."""
 
     description: str = ""
     files: tuple[TemplateFile, ...] = field(default_factory=tuple)
     setup: str = ""
+    desktop: Desktop | None = None
 
 
 def parse_template(text: str) -> LocalTemplate:
@@ -122,7 +140,28 @@ def parse_template(text: str) -> LocalTemplate:
         if not isinstance(mode, str) or not MODE_RE.match(mode):
             raise TemplateError(f'template element {where}.mode must be a quoted octal string such as "0644"')
         files.append(TemplateFile(path=path, content=content, mode=int(mode, 8) & 0o7777))
-    return LocalTemplate(description=description, files=tuple(files), setup=setup)
+    return LocalTemplate(description=description, files=tuple(files), setup=setup, desktop=_desktop(doc))
+
+
+def _desktop(doc: Mapping[str, Any]) -> Desktop | None:
+    value = doc.get("desktop")
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Desktop()
+    if not isinstance(value, dict):
+        raise TemplateError("template key 'desktop' must be true, false or a mapping with geometry, startup")
+    unknown = sorted(str(k) for k in value if k not in DESKTOP_KEYS)
+    if unknown:
+        raise TemplateError(f"unknown key(s) in template element desktop: {', '.join(unknown)}")
+    geometry = value.get("geometry", DEFAULT_GEOMETRY)
+    match = GEOMETRY_RE.match(geometry) if isinstance(geometry, str) else None
+    if not match or not (320 <= int(match.group(1)) <= 3840 and 200 <= int(match.group(2)) <= 2160):
+        raise TemplateError("template element desktop.geometry must be WIDTHxHEIGHT, from 320x200 to 3840x2160")
+    startup = value.get("startup", DEFAULT_STARTUP)
+    if not isinstance(startup, str) or "\0" in startup or len(startup.encode("utf-8")) > MAX_SETUP_BYTES:
+        raise TemplateError("template element desktop.startup must be a shell script")
+    return Desktop(geometry=geometry, startup=startup)
 
 
 def check_relative_path(path: Any, where: str) -> str:
