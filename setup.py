@@ -50,7 +50,8 @@ setup(
     package_data={"hastexo_xblock": package_data()},
     install_requires=requirements("base.in"),
     entry_points={
-        "xblock.v1": ["hastexo = hastexo_xblock:HastexoXBlock"],
+        # "stackamole": the original's name in its 9.x releases; courses that use it keep working.
+        "xblock.v1": ["hastexo = hastexo_xblock:HastexoXBlock", "stackamole = hastexo_xblock:HastexoXBlock"],
         "lms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
         "cms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
         "hastexo_xblock.providers": [

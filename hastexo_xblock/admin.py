@@ -20,7 +20,7 @@ from django.utils.translation import ngettext
 
 from . import messages, operations, states
 from .conf import get_settings
-from .models import Stack, StackLog
+from .models import LegacyAdoption, Stack, StackLog
 from .usage import usage_seconds
 
 SECRET_FIELDS = ("private_key", "password")
@@ -176,3 +176,17 @@ class StackLogAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the audit trail and the source of usage time
+
+
+@admin.register(LegacyAdoption)
+class LegacyAdoptionAdmin(ReadOnlyAdmin):
+    """What ``hastexo_adopt_legacy`` made of each row of the original's table (see the README)."""
+
+    list_display = ("name", "source_table", "legacy_id", "provider", "legacy_status", "outcome", "stack", "detail")
+    list_filter = ("outcome", "source_table", "provider")
+    search_fields = ("name", "course_id", "anonymous_user_id")
+    list_select_related = ("stack",)
+    ordering = ("source_table", "legacy_id")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the orphan sweep reads the original's stack names from here

@@ -27,9 +27,11 @@ from xblock.utils.studio_editable import (
 )
 from xblock.validation import ValidationMessage
 
-from . import authoring, checks, compat, labs, olx
+from . import authoring, checks, compat, labs, olx, xml_attributes
 from .conf import get_settings
 from .gateway import tickets
+from .legacy import state as original_state
+from .legacy.block_handlers import OriginalHandlersMixin
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
@@ -79,6 +81,7 @@ _NOT_IN_STUDIO = _("Labs do not run in Studio. Preview the unit in the LMS to tr
 @XBlock.needs("i18n")
 @XBlock.wants("mako")  # Studio's container page renders the children through it
 class HastexoXBlock(
+    OriginalHandlersMixin,
     ScorableXBlockMixin,
     XBlockWithSettingsMixin,
     StudioContainerWithNestedXBlocksMixin,
@@ -108,7 +111,9 @@ class HastexoXBlock(
         display_name=_("Weight"),
         default=1,
         scope=Scope.settings,
-        help=_("Weight of this lab in grading (the score is the share of tests passed)"),
+        help=_(
+            "Points this lab is worth: a learner earns the share of tests passed (a lab without tests is not graded)"
+        ),
     )
     stack_user_name = String(
         display_name=_("Lab user name"), default="", scope=Scope.settings, help=_("User name to log in to the lab as")
@@ -172,6 +177,12 @@ class HastexoXBlock(
         scope=Scope.settings,
         help=_("YAML list, in order: - {name: NAME, capacity: N, template: PATH, environment: PATH}"),
     )
+    provider = String(
+        display_name=_("Provider (deprecated)"),
+        default="",
+        scope=Scope.settings,
+        help=_("The original's single provider name; used only when Providers is empty"),
+    )
     tests = List(
         display_name=_("Tests"),
         default=[],
@@ -216,9 +227,15 @@ class HastexoXBlock(
         help=_("Offer a full-window view of the lab ('inherit' follows the platform's setting)"),
     )
 
+    # Attributes of the OLX that are not this block's and not the platform's: kept for export (xml_attributes.py).
+    unknown_attributes = Dict(default={}, scope=Scope.settings, help=_("OLX attributes kept as they came"))
+
     # The learner's choices and results.
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
-    check_id = Integer(default=None, scope=Scope.user_state, help=_("The learner's latest progress check"))
+    # A Check id; a learner's state from the original holds its Celery task id here (see legacy/state.py).
+    check_id = original_state.CheckRef(
+        default=None, scope=Scope.user_state, help=_("The learner's latest progress check")
+    )
     score = Dict(default={}, scope=Scope.user_state, help=_("Raw score of the latest check: earned, possible"))
 
     editable_fields = (
@@ -260,6 +277,7 @@ class HastexoXBlock(
             ports=[dict(p) for p in self.ports],
             hook_script=self.hook_script,
             hook_events={event: bool(on) for event, on in (self.hook_events or {}).items()},
+            provider=self.provider,
         )
 
     def _stack(self):
@@ -307,13 +325,15 @@ class HastexoXBlock(
         if compat.in_studio(self):
             return self.author_preview_view(context or {})
         settings = get_settings()
+        # The page of launch_new_window: the lab alone, as in the original's full-window view.
+        window = bool((context or {}).get("hastexo_window"))
         last_check = None
-        if self.tests and self.check_id:
+        if self.tests and self.check_id and not window:
             # Record a check that finished after the learner left the page.
-            last_check = self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+            last_check = self._latest_check_view()
         frag = Fragment()
         children_html = []
-        for child_id in self.children:
+        for child_id in [] if window else self.children:
             child = self.runtime.get_block(child_id)
             child_frag = child.render("student_view", context or {})
             frag.add_fragment_resources(child_frag)
@@ -328,7 +348,7 @@ class HastexoXBlock(
                     "children_html": "".join(children_html),
                     # The defaults are in the catalog; an author's own text passes through unchanged.
                     "progress_check_label": self._text(self.progress_check_label),
-                    "show_check": bool(self.tests),
+                    "show_check": bool(self.tests) and not window,
                     "progress_check_result_heading": self._text(self.progress_check_result_heading),
                     "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
@@ -350,6 +370,7 @@ class HastexoXBlock(
                     "font_name": settings["terminal_font_name"],
                     "font_size": settings["terminal_font_size"],
                     "color_scheme": settings["terminal_color_scheme"],
+                    "theme": settings.terminal_theme,
                 },
                 "read_only": self.read_only,
                 "hidden": self.hidden,
@@ -431,17 +452,24 @@ class HastexoXBlock(
         return self._check_view(check)
 
     @XBlock.json_handler
-    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+    def check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """The learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (see ``checks.view``).
 
         A finished check's score is stored and published here, once.
         """
-        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+        return self._latest_check_view()
 
     # --- scoring -----------------------------------------------------------------
 
     def _block_id(self) -> str:
         return str(self.scope_ids.usage_id)
+
+    def _latest_check_view(self) -> dict[str, Any]:
+        """The learner's latest check (recorded if it has finished); a check the original left is reported once."""
+        if original_state.is_original_check(self.check_id):
+            self.check_id = None
+            return original_state.interrupted_check()
+        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
 
     def _check_view(self, check) -> dict[str, Any]:
         if check is not None and check.status == check.DONE:
@@ -449,23 +477,35 @@ class HastexoXBlock(
         return checks.view(check, show_feedback=self.show_feedback, show_hints_on_error=self.show_hints_on_error)
 
     def _record(self, check) -> None:
-        """Store a finished check's score and publish the grade (once per check)."""
+        """Store a finished check's score and publish the grade (once per check).
+
+        The score has the original's scale: ``weight`` points possible, and
+        the share of tests passed of them earned.
+        """
         if checks.claim_recording(check):
-            score = Score(raw_earned=float(check.passed), raw_possible=float(check.total))
+            earned, possible = original_state.weighted(
+                {"raw_earned": check.passed, "raw_possible": check.total}, self._weight()
+            ) or (0.0, 0.0)
+            score = Score(raw_earned=earned, raw_possible=possible)
             self.set_score(score)
             self._publish_grade(score)
 
+    def _weight(self) -> float:
+        return 1.0 if self.weight is None else max(0.0, float(self.weight))
+
     def max_score(self) -> float:
-        """Raw points possible: one per test script."""
-        return float(len(self.tests))
+        """Points possible: ``weight``, as in the original; a lab without tests is not graded (0)."""
+        return self._weight() if self.tests else 0.0
 
     def has_submitted_answer(self) -> bool:
         return bool(self.score)
 
     def get_score(self) -> Score:
-        if not self.score:
+        """The latest recorded score on the ``weight`` scale, whichever block stored it."""
+        stored = original_state.weighted(self.score, self._weight())
+        if stored is None:
             return Score(raw_earned=0.0, raw_possible=self.max_score())
-        return Score(raw_earned=self.score["raw_earned"], raw_possible=self.score["raw_possible"])
+        return Score(raw_earned=stored[0], raw_possible=stored[1])
 
     def set_score(self, score: Score) -> None:
         self.score = {"raw_earned": float(score.raw_earned), "raw_possible": float(score.raw_possible)}
@@ -585,6 +625,9 @@ class HastexoXBlock(
         block = runtime.construct_xblock_from_class(cls, keys)
         for name, value in parsed.fields.items():
             setattr(block, name, value)
+        xml_attributes.apply(block, parsed.unknown_attributes, olx.FIELD_NAMES, olx.describe(node))
+        for warning in parsed.warnings:
+            log.warning("%s (imported anyway: Studio's validation and the lab's launch report it)", warning)
         for child in parsed.children:
             runtime.add_node_as_child(block, child)
         return block
@@ -592,7 +635,9 @@ class HastexoXBlock(
     def add_xml_to_node(self, node) -> None:
         """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
-        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point})
+        tag = self.scope_ids.block_type if self.scope_ids.block_type in olx.TAGS else olx.TAG
+        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point}, tag=tag)
+        xml_attributes.export(self, node, olx.FIELD_NAMES)
         for child_id in self.children:
             self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)
 

@@ -503,16 +503,21 @@ def _finish(
     return final
 
 
-#: The events a hook script runs on, and which run when a block names a script but no events.
+#: The events a hook script can run on.
 HOOK_EVENTS = ("suspend", "resume", "delete")
-DEFAULT_HOOK_EVENTS = {"suspend": True, "resume": True, "delete": True}
 
 
 def hook_enabled(stack: Stack, event: str) -> bool:
-    """Whether the block's ``hook_script`` runs on ``event`` for this stack."""
+    """Whether the block's ``hook_script`` runs on ``event`` for this stack.
+
+    As in the original hastexo XBlock, only the events ``hook_events`` sets
+    to true run it: no ``hook_events`` (or an event it leaves out) runs no
+    hook.  (Its ``<hook_events>`` element is another matter: attributes it
+    leaves out mean true there, see ``olx.py``.)
+    """
     if not stack.spec.get("hook_script"):
         return False
-    events = stack.spec.get("hook_events") or DEFAULT_HOOK_EVENTS
+    events = stack.spec.get("hook_events") or {}
     return bool(events.get(event))
 
 

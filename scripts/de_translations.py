@@ -158,4 +158,14 @@ DE = {
         "Verbindung unterbrochen. Neuer Verbindungsversuch in %(seconds)s Sekunden …",
     ),
     "The terminal could not be loaded. Please reload the page.": "Das Terminal konnte nicht geladen werden. Bitte laden Sie die Seite neu.",
+    # admin (added after the last extraction)
+    "message": "Meldung",
+    # switching from the original hastexo XBlock
+    "Points this lab is worth: a learner earns the share of tests passed (a lab without tests is not graded)": "Punkte, die dieses Lab wert ist: Lernende erhalten davon den Anteil der bestandenen Tests (ein Lab ohne Tests wird nicht bewertet)",
+    "Provider (deprecated)": "Anbieter (veraltet)",
+    "The original's single provider name; used only when Providers is empty": "Der einzelne Anbietername des ursprünglichen XBlocks; wird nur verwendet, wenn „Anbieter“ leer ist",
+    "OLX attributes kept as they came": "OLX-Attribute, unverändert aufbewahrt",
+    "provider %(name)s is not configured here": "Anbieter %(name)s ist hier nicht eingerichtet",
+    "This lab cannot start: %(problem)s.": "Dieses Lab kann nicht starten: %(problem)s.",
+    "Your last progress check was still running when this course's lab software was upgraded, and its result was lost. Please check your progress again.": "Ihre letzte Fortschrittsprüfung lief noch, als die Lab-Software dieses Kurses aktualisiert wurde, und ihr Ergebnis ist verloren gegangen. Bitte prüfen Sie Ihren Fortschritt erneut.",
 }

@@ -174,7 +174,7 @@ def test_providers_good() -> None:
         ({"name": "fake1"}, ["Providers: ", "expected a list"]),
         (["fake1"], ["Providers, item 1: ", "expected a mapping"]),
         ([{"capacity": 2}], ["Providers, item 1, name: ", "needs a name"]),
-        ([{"name": "nope"}], ["Providers, item 1, name: ", "'nope' is not configured", "configured: fake1, fake2"]),
+        ([{"name": "nope"}], ["Providers, item 1: ", "provider nope is not configured here", "fake1, fake2"]),
         ([{"name": "fake1", "capacity": -2}], ["item 1, capacity: ", "-1 (no limit) or more, got -2"]),
         ([{"name": "fake1", "capacity": "lots"}], ["capacity: ", "whole number, got 'lots'"]),
         ([{"name": "fake1", "template": ["a"]}], ["template: ", "expected text"]),

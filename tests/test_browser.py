@@ -5,7 +5,8 @@ test runs inside it), opens the "Linux basics" scenario in headless Chromium
 (Debian's, never a downloaded one), waits for the shell prompt, types
 ``echo $((6*7))``, expects ``42``; then checks progress (0 of 2 with two
 hints), does the first task and a wrong second one whose output is markup
-(its hint shows it as text), fixes it and sees "2 of 2".  Screenshots of the
+(its hint shows it as text), fixes it and sees "2 of 2"; then opens the original's full-window page
+(``launch_new_window``) on the same lab.  Screenshots of the
 unit go to the test output directory.  Stopping the demo must stop every process it started,
 lab hosts included.
 
@@ -134,7 +135,8 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        context = browser.new_context(viewport={"width": 1100, "height": 820})
+        page = context.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         started = time.monotonic()
@@ -178,6 +180,23 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
             result = check_progress(page)
             print(f"browser: check progress answered in {time.monotonic() - started_check:.2f} s")
             assert result == {"message": "You completed 2 of 2 tasks.", "hints": []}, result
+
+            # The original's full-window page (launch_new_window): the same lab, alone on its page.
+            handler = page.evaluate(
+                "document.querySelector('[data-block-type=\"hastexo\"]').getAttribute('data-usage')"
+            )
+            window = context.new_page()
+            window.on("pageerror", lambda error: errors.append(str(error)))
+            base = demo["url"].split("/scenario/")[0]
+            window.goto(f"{base}/handler/{handler}/launch_new_window/?student=browser-learner")
+            window.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=30_000)
+            assert window.locator(".hastexo-check-button").count() == 0
+            window.click(".hastexo-terminal")
+            window.keyboard.type("cat notes.txt\n")
+            window_rows = "document.querySelector('.hastexo-terminal .xterm-rows')"
+            window.wait_for_function(f"/^I was here\\s*$/m.test({window_rows}.innerText)", timeout=15_000)
+            window.screenshot(path=os.path.join(output_dir, "browser-launch-new-window.png"))
+            window.close()
         finally:
             page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-linux-basics.png"))
             browser.close()

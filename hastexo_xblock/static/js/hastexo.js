@@ -143,7 +143,9 @@
       },
       fontFamily: fontFamily(term.font_name || 'monospace'),
       fontSize: fontSizePx(term.font_size),
-      theme: COLOR_SCHEMES[scheme],
+      // A custom scheme (the original's Guacamole format) arrives as a theme the server made: #rrggbb only.
+      theme: term.theme && typeof term.theme === 'object'
+        ? Object.assign({}, COLOR_SCHEMES[DEFAULT_SCHEME], term.theme) : COLOR_SCHEMES[scheme],
       readOnly: !!c.read_only,
       hidden: !!c.hidden,
       fullscreen: !!c.enable_fullscreen,
@@ -613,7 +615,7 @@
     async pollCheck(gen) {
       let data;
       try {
-        data = await this.post('get_check_status', {});
+        data = await this.post('check_status', {});
       } catch (err) {
         if (gen !== this.checkGen || this.destroyed) {
           return;
