@@ -3,19 +3,30 @@
 #   make test                              every test, installs included
 #
 # `make test` installs the system packages the tests drive (Chromium,
-# bubblewrap, OpenSSH's sshd, the MariaDB client headers) when run as root, creates .venv
-# from the pinned requirements, lints, runs the whole suite on SQLite, then
-# the database tests again on every database in HASTEXO_TEST_DATABASE_URLS.
+# bubblewrap and slirp4netns for the local labs' sandbox, TigerVNC, twm and
+# xterm for their desktops, OpenSSH's sshd for the gateway benchmarks, the MariaDB client headers,
+# gettext) when run as root, creates .venv from the pinned
+# requirements and .venv-tutor with the real Tutor, lints, runs the whole
+# suite on SQLite, the local provider's tests again as an unprivileged
+# worker, the database tests again on every database in
+# HASTEXO_TEST_DATABASE_URLS, then the suite under each Open edX release's
+# pins (requirements/platform-*.txt, one venv each: .venv-<release>).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap libmariadb-dev pkg-config openssh-server
+SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
+	tigervnc-standalone-server twm xterm x11-xkb-utils xfonts-base x11-utils openssh-server
+TUTOR_VENV ?= .venv-tutor
+# Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
+PLATFORM_RELEASES ?= ulmo sumac
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
+export HASTEXO_TUTOR ?= $(CURDIR)/$(TUTOR_VENV)/bin/tutor
 
-.PHONY: test lint test-suite test-databases venv system-deps demo vendor requirements clean gateway-benchmarks gateway-profile
+.PHONY: test lint test-suite test-local-unprivileged test-databases test-pins venv tutor-venv system-deps demo \
+	vendor requirements clean extract_translations compile_translations translations-de gateway-benchmarks gateway-profile
 
-test: system-deps venv lint test-suite test-databases
+test: system-deps venv tutor-venv lint test-suite test-local-unprivileged test-databases test-pins
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -36,19 +47,51 @@ $(VENV)/.installed: requirements/test.txt setup.py
 
 venv: $(VENV)/.installed
 
+# The real Tutor from PyPI in its own virtualenv (its dependencies are not ours), with our plugin.
+$(TUTOR_VENV)/.installed: requirements/tutor.txt tutor-contrib-hastexo/pyproject.toml
+	test -x $(TUTOR_VENV)/bin/python || $(PYTHON) -m venv $(TUTOR_VENV)
+	$(TUTOR_VENV)/bin/pip install -q --disable-pip-version-check -r requirements/tutor.txt
+	$(TUTOR_VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e tutor-contrib-hastexo
+	touch $@
+
+tutor-venv: $(TUTOR_VENV)/.installed
+
 lint: venv
-	$(PY) -m ruff check hastexo_xblock tests
-	$(PY) -m ruff format --check hastexo_xblock tests
+	$(PY) -m ruff check hastexo_xblock tests scripts tutor-contrib-hastexo
+	$(PY) -m ruff format --check hastexo_xblock tests scripts tutor-contrib-hastexo
 	node --check hastexo_xblock/static/js/hastexo.js 2>/dev/null || ! command -v node >/dev/null
 
-test-suite: venv
+test-suite: venv tutor-venv
 	$(PY) -m pytest
+
+# The local provider isolates labs differently for a root worker (a user per
+# lab, cgroups, home images) and for an unprivileged one: as root, run its
+# tests once more as an unprivileged user (see the script).
+test-local-unprivileged:
+	bash tests/local/run_unprivileged.sh -q
 
 test-databases: venv
 	@set -e; for url in $$HASTEXO_TEST_DATABASE_URLS; do \
 	  echo "== database tests on $${url%%:*}"; \
 	  HASTEXO_TEST_DATABASE_URL=$$url $(PY) -m pytest -m db --create-db -q; \
 	done
+
+# The suite under each release's pins; the browser and real-Heat journeys run once, above.
+test-pins: $(addprefix test-pins-,$(PLATFORM_RELEASES))
+
+test-pins-%:
+	bash .ci/platform-pins $*
+
+# Translations (catalogs under hastexo_xblock/locale, see scripts/translations.py).
+extract_translations: venv
+	$(PY) scripts/translations.py extract
+
+translations-de: venv
+	$(PY) scripts/translations.py fill-de
+
+compile_translations: venv
+	$(PY) scripts/translations.py compile
+	$(PY) scripts/translations.py check
 
 demo:
 	$(PYTHON) hastexo_xblock/demo/run.py
@@ -72,4 +115,4 @@ requirements: venv
 	  ../$(PY) -m piptools compile -q --strip-extras --allow-unsafe --no-emit-index-url -o $$name.txt $$name.in; done
 
 clean:
-	rm -rf $(VENV) var test-output build *.egg-info
+	rm -rf $(VENV) $(TUTOR_VENV) $(addprefix .venv-,$(PLATFORM_RELEASES)) var test-output build *.egg-info

@@ -27,7 +27,7 @@ def package_data():
     """Every non-Python file the package ships (templates, static, vendor builds, demo files)."""
     files = []
     root = os.path.join(HERE, "hastexo_xblock")
-    for folder in ("static", "templates", "translations", "demo/templates"):
+    for folder in ("static", "templates", "translations", "locale", "demo/templates"):
         for dirpath, dirnames, filenames in os.walk(os.path.join(root, folder)):
             dirnames[:] = [d for d in dirnames if d != "node_modules"]
             for filename in filenames:
@@ -50,7 +50,8 @@ setup(
     package_data={"hastexo_xblock": package_data()},
     install_requires=requirements("base.in"),
     entry_points={
-        "xblock.v1": ["hastexo = hastexo_xblock:HastexoXBlock"],
+        # "stackamole": the original's name in its 9.x releases; courses that use it keep working.
+        "xblock.v1": ["hastexo = hastexo_xblock:HastexoXBlock", "stackamole = hastexo_xblock:HastexoXBlock"],
         "lms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
         "cms.djangoapp": ["hastexo_xblock = hastexo_xblock.apps:HastexoXBlockConfig"],
         "hastexo_xblock.providers": [
@@ -61,6 +62,7 @@ setup(
     },
     classifiers=[
         "Framework :: Django",
+        "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
         "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",
         "Programming Language :: Python :: 3.11",

@@ -30,6 +30,7 @@ FIELD_LABELS: dict[str, str] = {
     "stack_key_type": "Key type",
     "ports": "Ports",
     "providers": "Providers",
+    "provider": "Provider (deprecated)",
     "tests": "Tests",
     "hook_script": "Hook script",
     "hook_events": "Hook events",
@@ -93,6 +94,10 @@ def validate(values: Mapping[str, Any], known_providers: Collection[str] | None 
         problem("weight", error.problem)
 
     providers = _check_providers(get("providers"), known_providers, problem)
+    single = _text(get("provider"))  # the original's provider attribute: used when there is no list
+    if single and not get("providers") and known_providers is not None and single not in known_providers:
+        configured = ", ".join(sorted(known_providers)) or "none"
+        problem("provider", f"provider {single} is not configured here (configured: {configured})")
     if not _text(get("stack_template_path")) and not (providers and all(_text(p.get("template")) for p in providers)):
         problem("stack_template_path", "a lab needs a template (or every provider entry needs its own template)")
     if not _text(get("stack_user_name")):
@@ -165,11 +170,17 @@ def _check_providers(
     sound = value is None or (isinstance(value, list | tuple) and len(entries) == len(value))
     for number, item in entries:
         try:
-            name = olx.provider(None, item, known_providers)["name"]
+            name = olx.provider(None, item)["name"]
         except olx.OLXError as error:
             _olx_problem("providers", number, error, report)
             sound = False
             continue
+        if known_providers is not None and name not in known_providers:
+            # Not malformed (a course imports with it), but no lab can start on it here.
+            configured = ", ".join(sorted(known_providers)) or "none"
+            report(
+                "providers", f"provider {name} is not configured here (configured: {configured})", f", item {number}"
+            )
         if name in seen:
             report("providers", f"provider {name!r} is already listed as item {seen[name]}", f", item {number}")
         seen.setdefault(name, number)
@@ -255,7 +266,12 @@ def summary(values: Mapping[str, Any]) -> list[tuple[str, str]]:
         (_label("stack_template_path"), str(values.get("stack_template_path") or "(none)")),
         (_label("stack_protocol"), str(values.get("stack_protocol") or "ssh")),
         (_label("stack_user_name"), str(values.get("stack_user_name") or "(none)")),
-        (_label("providers"), ", ".join(providers) or "every configured provider, in settings order"),
+        (
+            _label("providers"),
+            ", ".join(providers)
+            or (f"{values['provider']} (the provider attribute)" if values.get("provider") else "")
+            or "the platform's default provider",
+        ),
         (_label("ports"), ", ".join(ports) or "(none)"),
         (_label("tests"), str(len(tests) if isinstance(tests, list | tuple) else 0)),
         (_label("hook_script"), str(values.get("hook_script") or "(none)")),

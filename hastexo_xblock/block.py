@@ -7,9 +7,11 @@ existing OLX imports unchanged.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import yaml
+from django.utils import translation
 from web_fragments.fragment import Fragment
 from webob import Response
 from xblock.core import XBlock
@@ -18,15 +20,22 @@ from xblock.fields import Boolean, Dict, Float, Integer, List, Scope, String
 from xblock.scorable import ScorableXBlockMixin, Score
 from xblock.utils.resources import ResourceLoader
 from xblock.utils.settings import XBlockWithSettingsMixin
-from xblock.utils.studio_editable import StudioEditableXBlockMixin
+from xblock.utils.studio_editable import (
+    NestedXBlockSpec,
+    StudioContainerWithNestedXBlocksMixin,
+    StudioEditableXBlockMixin,
+)
 from xblock.validation import ValidationMessage
 
-from . import authoring, checks, compat, labs, olx
+from . import authoring, checks, compat, labs, olx, xml_attributes
 from .conf import get_settings
 from .gateway import tickets
+from .legacy import state as original_state
+from .legacy.block_handlers import OriginalHandlersMixin
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
 
@@ -50,18 +59,47 @@ def _yaml_text(value: Any) -> str:
     return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
+def translation_candidates(language: str | None) -> list[str]:
+    """Catalog directory names to try for ``language`` (``de-ch`` → ``de_CH``, ``de``)."""
+    if not language:
+        return []
+    locale = translation.to_locale(language)
+    return [locale, locale.split("_")[0]] if "_" in locale else [locale]
+
+
 def _json_error(message: str, status: int) -> Response:
     return Response(json_body={"error": message}, status=status)
+
+
+# Studio's "Add New Component" buttons inside the block: category → button label.
+_CHILD_LABELS = {"html": _("Text"), "video": _("Video"), "pdf": _("PDF"), "markdown": _("Markdown")}
+_NOT_IN_STUDIO = _("Labs do not run in Studio. Preview the unit in the LMS to try the lab.")
 
 
 @XBlock.needs("user")
 @XBlock.wants("settings")
 @XBlock.needs("i18n")
-class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditableXBlockMixin, XBlock):
-    """A lab environment (one or many VMs) for the learner, inside the unit."""
+@XBlock.wants("mako")  # Studio's container page renders the children through it
+class HastexoXBlock(
+    OriginalHandlersMixin,
+    ScorableXBlockMixin,
+    XBlockWithSettingsMixin,
+    StudioContainerWithNestedXBlocksMixin,
+    StudioEditableXBlockMixin,
+    XBlock,
+):
+    """A lab environment (one or many VMs) for the learner, inside the unit.
+
+    In Studio the block is a container (``StudioContainerWithNestedXBlocksMixin``):
+    ``author_view`` shows the settings and a preview, and on the block's own
+    page the child blocks (the instructions) with Studio's add, edit, move and
+    delete controls.  No lab is launched from Studio (see :meth:`_refuse_in_studio`).
+    """
 
     block_settings_key = "hastexo"
+    i18n_js_namespace = "HastexoXBlockI18N"  # the JavaScript catalog's global (static/js/translations/)
     has_children = True
+    has_author_view = True  # Studio renders author_view, never the learner's view that launches a lab
     has_score = True
     public_dir = "static"
     resources_dir = ""
@@ -73,7 +111,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         display_name=_("Weight"),
         default=1,
         scope=Scope.settings,
-        help=_("Weight of this lab in grading (the score is the share of tests passed)"),
+        help=_(
+            "Points this lab is worth: a learner earns the share of tests passed (a lab without tests is not graded)"
+        ),
     )
     stack_user_name = String(
         display_name=_("Lab user name"), default="", scope=Scope.settings, help=_("User name to log in to the lab as")
@@ -137,6 +177,12 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         scope=Scope.settings,
         help=_("YAML list, in order: - {name: NAME, capacity: N, template: PATH, environment: PATH}"),
     )
+    provider = String(
+        display_name=_("Provider (deprecated)"),
+        default="",
+        scope=Scope.settings,
+        help=_("The original's single provider name; used only when Providers is empty"),
+    )
     tests = List(
         display_name=_("Tests"),
         default=[],
@@ -181,9 +227,15 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         help=_("Offer a full-window view of the lab ('inherit' follows the platform's setting)"),
     )
 
+    # Attributes of the OLX that are not this block's and not the platform's: kept for export (xml_attributes.py).
+    unknown_attributes = Dict(default={}, scope=Scope.settings, help=_("OLX attributes kept as they came"))
+
     # The learner's choices and results.
     port = Integer(default=None, scope=Scope.user_state, help=_("Port the learner selected"))
-    check_id = Integer(default=None, scope=Scope.user_state, help=_("The learner's latest progress check"))
+    # A Check id; a learner's state from the original holds its Celery task id here (see legacy/state.py).
+    check_id = original_state.CheckRef(
+        default=None, scope=Scope.user_state, help=_("The learner's latest progress check")
+    )
     score = Dict(default={}, scope=Scope.user_state, help=_("Raw score of the latest check: earned, possible"))
 
     editable_fields = (
@@ -225,10 +277,36 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             ports=[dict(p) for p in self.ports],
             hook_script=self.hook_script,
             hook_events={event: bool(on) for event, on in (self.hook_events or {}).items()},
+            provider=self.provider,
         )
 
     def _stack(self):
         return labs.get_stack(compat.course_id(self), compat.anonymous_user_id(self), compat.django_user(self))
+
+    def _text(self, message: str) -> str:
+        """``message`` in the current user's language (empty stays empty: gettext("") is the catalog header)."""
+        return self.runtime.service(self, "i18n").gettext(message) if message else message
+
+    def _js_catalog_url(self) -> str | None:
+        """The page's JavaScript catalog (``i18n_js_namespace``), in the active language; ``None`` for English.
+
+        The LMS serves one it compiled itself (``get_javascript_i18n_catalog_url``,
+        OEP-58 translations); otherwise the one this package ships is used.
+        """
+        service = self.runtime.service(self, "i18n")
+        platform_catalog = getattr(service, "get_javascript_i18n_catalog_url", None)
+        url = platform_catalog(self) if platform_catalog else None
+        if url:
+            return url
+        for lang in translation_candidates(translation.get_language()):
+            if os.path.exists(os.path.join(_PACKAGE_DIR, "static", "js", "translations", lang, "text.js")):
+                return self.runtime.local_resource_url(self, f"static/js/translations/{lang}/text.js")
+        return None
+
+    def _refuse_in_studio(self) -> None:
+        """Refuse lab actions in Studio: every author there shares one anonymous id, so one shared lab."""
+        if compat.in_studio(self):
+            raise JsonHandlerError(409, self._text(_NOT_IN_STUDIO))
 
     def _fullscreen(self) -> bool:
         if self.enable_fullscreen == "inherit":
@@ -238,15 +316,24 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     # --- views -----------------------------------------------------------------
 
     def student_view(self, context: dict | None = None) -> Fragment:
-        """The lab unit for the learner: instructions, the lab area, the controls."""
+        """The lab unit for the learner: instructions, the lab area, the controls.
+
+        Where the runtime is Studio's (``is_author_mode``: a library or an
+        older Studio that asks for the learner's view), the author's preview
+        is shown instead, so that no page in Studio ever starts a lab.
+        """
+        if compat.in_studio(self):
+            return self.author_preview_view(context or {})
         settings = get_settings()
+        # The page of launch_new_window: the lab alone, as in the original's full-window view.
+        window = bool((context or {}).get("hastexo_window"))
         last_check = None
-        if self.tests and self.check_id:
+        if self.tests and self.check_id and not window:
             # Record a check that finished after the learner left the page.
-            last_check = self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+            last_check = self._latest_check_view()
         frag = Fragment()
         children_html = []
-        for child_id in self.children:
+        for child_id in [] if window else self.children:
             child = self.runtime.get_block(child_id)
             child_frag = child.render("student_view", context or {})
             frag.add_fragment_resources(child_frag)
@@ -255,13 +342,14 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             loader.render_django_template(
                 "templates/hastexo_student.html",
                 {
-                    "display_name": self.display_name,
+                    "display_name": self._text(self.display_name),
                     "hidden": self.hidden,
                     "instructions_layout": settings["instructions_layout"],
                     "children_html": "".join(children_html),
-                    "progress_check_label": self.progress_check_label,
-                    "show_check": bool(self.tests),
-                    "progress_check_result_heading": self.progress_check_result_heading,
+                    # The defaults are in the catalog; an author's own text passes through unchanged.
+                    "progress_check_label": self._text(self.progress_check_label),
+                    "show_check": bool(self.tests) and not window,
+                    "progress_check_result_heading": self._text(self.progress_check_result_heading),
                     "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
@@ -269,6 +357,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         )
         for path in ("vendor/xterm/xterm.css", "css/hastexo.css"):
             frag.add_css_url(self.runtime.local_resource_url(self, f"static/{path}"))
+        catalog_url = self._js_catalog_url()
+        if catalog_url:
+            frag.add_javascript_url(catalog_url)  # before hastexo.js, which reads it
         for path in ("vendor/xterm/xterm.js", "vendor/xterm/addon-fit.js", "js/hastexo.js"):
             frag.add_javascript_url(self.runtime.local_resource_url(self, f"static/{path}"))
         frag.initialize_js(
@@ -279,6 +370,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "font_name": settings["terminal_font_name"],
                     "font_size": settings["terminal_font_size"],
                     "color_scheme": settings["terminal_color_scheme"],
+                    "theme": settings.terminal_theme,
                 },
                 "read_only": self.read_only,
                 "hidden": self.hidden,
@@ -295,6 +387,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def get_user_stack_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """``{initialize, reset}`` → ``{status, error_msg, name, up, pending, phase, progress, …}``."""
+        self._refuse_in_studio()
         data = data if isinstance(data, dict) else {}
         return labs.status(
             self._stack(), self._spec(), initialize=bool(data.get("initialize")), reset=bool(data.get("reset"))
@@ -303,6 +396,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def keepalive(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """Keep the learner's lab from being suspended while the unit is open."""
+        self._refuse_in_studio()
         labs.keepalive(self._stack())
         return {}
 
@@ -331,6 +425,8 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         """Mint a gateway ticket for the learner's running lab: ``{url}``."""
         if request.method != "POST":
             return _json_error("POST required", 405)
+        if compat.in_studio(self):
+            return _json_error(self._text(_NOT_IN_STUDIO), 409)
         stack = self._stack()
         try:
             url = labs.ticket_url(
@@ -338,7 +434,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
                 port=self.port,
-                base_url=request.host_url,
+                base_url=labs.page_origin(request.headers, request.scheme, request.host),
             )
         except labs.LabError as error:
             return _json_error(str(error), 409)
@@ -347,6 +443,7 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     @XBlock.json_handler
     def check_progress(self, data: dict[str, Any], suffix: str = ""):
         """Start a progress check (or return the one running): the :meth:`get_check_status` JSON."""
+        self._refuse_in_studio()
         try:
             check = checks.start(self._stack(), self._block_id(), list(self.tests))
         except checks.CheckError as error:
@@ -355,17 +452,24 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         return self._check_view(check)
 
     @XBlock.json_handler
-    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+    def check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
         """The learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (see ``checks.view``).
 
         A finished check's score is stored and published here, once.
         """
-        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
+        return self._latest_check_view()
 
     # --- scoring -----------------------------------------------------------------
 
     def _block_id(self) -> str:
         return str(self.scope_ids.usage_id)
+
+    def _latest_check_view(self) -> dict[str, Any]:
+        """The learner's latest check (recorded if it has finished); a check the original left is reported once."""
+        if original_state.is_original_check(self.check_id):
+            self.check_id = None
+            return original_state.interrupted_check()
+        return self._check_view(checks.current(self._stack(), self._block_id(), self.check_id))
 
     def _check_view(self, check) -> dict[str, Any]:
         if check is not None and check.status == check.DONE:
@@ -373,23 +477,35 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         return checks.view(check, show_feedback=self.show_feedback, show_hints_on_error=self.show_hints_on_error)
 
     def _record(self, check) -> None:
-        """Store a finished check's score and publish the grade (once per check)."""
+        """Store a finished check's score and publish the grade (once per check).
+
+        The score has the original's scale: ``weight`` points possible, and
+        the share of tests passed of them earned.
+        """
         if checks.claim_recording(check):
-            score = Score(raw_earned=float(check.passed), raw_possible=float(check.total))
+            earned, possible = original_state.weighted(
+                {"raw_earned": check.passed, "raw_possible": check.total}, self._weight()
+            ) or (0.0, 0.0)
+            score = Score(raw_earned=earned, raw_possible=possible)
             self.set_score(score)
             self._publish_grade(score)
 
+    def _weight(self) -> float:
+        return 1.0 if self.weight is None else max(0.0, float(self.weight))
+
     def max_score(self) -> float:
-        """Raw points possible: one per test script."""
-        return float(len(self.tests))
+        """Points possible: ``weight``, as in the original; a lab without tests is not graded (0)."""
+        return self._weight() if self.tests else 0.0
 
     def has_submitted_answer(self) -> bool:
         return bool(self.score)
 
     def get_score(self) -> Score:
-        if not self.score:
+        """The latest recorded score on the ``weight`` scale, whichever block stored it."""
+        stored = original_state.weighted(self.score, self._weight())
+        if stored is None:
             return Score(raw_earned=0.0, raw_possible=self.max_score())
-        return Score(raw_earned=self.score["raw_earned"], raw_possible=self.score["raw_possible"])
+        return Score(raw_earned=stored[0], raw_possible=stored[1])
 
     def set_score(self, score: Score) -> None:
         self.score = {"raw_earned": float(score.raw_earned), "raw_possible": float(score.raw_possible)}
@@ -435,21 +551,18 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
             validation.add(ValidationMessage(ValidationMessage.ERROR, problem.message))
 
     @property
-    def allowed_nested_blocks(self) -> list[str]:
+    def allowed_nested_blocks(self) -> list[NestedXBlockSpec]:
         """Block types authors can add as the lab's instructions: html, and video/pdf/markdown when installed."""
-        return authoring.installed_child_types(XBlock.load_class)
+        return [
+            NestedXBlockSpec(None, category=name, label=self._text(_CHILD_LABELS[name]))
+            for name in authoring.installed_child_types(XBlock.load_class)
+        ]
 
-    def author_view(self, context: dict | None = None) -> Fragment:
-        """Studio's view: the lab's settings at a glance, problems first, then the instruction blocks."""
-        frag = Fragment()
-        children = []
-        for child_id in self.children:
-            child = self.runtime.get_block(child_id)
-            child_frag = child.render("student_view", context or {})
-            frag.add_fragment_resources(child_frag)
-            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
+    def _summary_fragment(self, context: dict, children: list[dict[str, str]] | None) -> Fragment:
+        """The lab's settings at a glance and its problems; with ``children``, a preview of each child."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
         problems = authoring.validate(values, known_providers=list(get_settings()["providers"]))
+        frag = Fragment()
         frag.add_content(
             loader.render_django_template(
                 "templates/hastexo_author.html",
@@ -457,8 +570,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
                     "display_name": self.display_name,
                     "summary": authoring.summary(values),
                     "problems": [problem.message for problem in problems],
-                    "children": children,
-                    "supported_types": ", ".join(self.allowed_nested_blocks),
+                    "show_children": children is not None,
+                    "children": children or [],
+                    "supported_types": ", ".join(spec.label for spec in self.allowed_nested_blocks),
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
             )
@@ -466,11 +580,43 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         frag.add_css_url(self.runtime.local_resource_url(self, "static/css/hastexo-author.css"))
         return frag
 
+    def author_preview_view(self, context: dict | None = None) -> Fragment:
+        """Studio's unit page: the lab's settings at a glance, problems first, then the instructions."""
+        context = context or {}
+        children, resources = [], []
+        for child_id in self.children:
+            child = self.runtime.get_block(child_id)
+            child_frag = self._render_child_fragment(child, context, "preview_view")
+            resources.append(child_frag)
+            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
+        frag = self._summary_fragment(context, children)
+        for child_frag in resources:
+            frag.add_fragment_resources(child_frag)
+        return frag
+
+    def author_edit_view(self, context: dict | None = None) -> Fragment:
+        """Studio's page of the block itself: the settings, then the children with Studio's controls.
+
+        The children come wrapped by Studio (``render_children``: edit,
+        duplicate, move, delete, drag to reorder), followed by the buttons that
+        add an html, video, pdf or markdown child.
+        """
+        context = context or {}
+        frag = self._summary_fragment(context, None)
+        children = super().author_edit_view(context)
+        frag.add_fragment_resources(children)
+        frag.add_content(children.content)
+        frag.initialize_js(children.js_init_fn, children.json_init_args)  # the mixin's "add" buttons
+        return frag
+
     # --- OLX -------------------------------------------------------------------------
 
     @classmethod
-    def parse_xml(cls, node, runtime, keys):
+    def parse_xml(cls, node, runtime, keys, id_generator=None):
         """Build the block from ``<hastexo>`` OLX, inline or pointer form (format: ``olx.py``).
+
+        ``id_generator`` is accepted and unused: Studio's paste passes it
+        positionally on the releases before XBlock dropped it.
 
         Raises :class:`olx.OLXError` naming the element and problem for malformed OLX.
         Child elements that are not lab settings become child blocks.
@@ -479,6 +625,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
         block = runtime.construct_xblock_from_class(cls, keys)
         for name, value in parsed.fields.items():
             setattr(block, name, value)
+        xml_attributes.apply(block, parsed.unknown_attributes, olx.FIELD_NAMES, olx.describe(node))
+        for warning in parsed.warnings:
+            log.warning("%s (imported anyway: Studio's validation and the lab's launch report it)", warning)
         for child in parsed.children:
             runtime.add_node_as_child(block, child)
         return block
@@ -486,7 +635,9 @@ class HastexoXBlock(ScorableXBlockMixin, XBlockWithSettingsMixin, StudioEditable
     def add_xml_to_node(self, node) -> None:
         """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
         values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
-        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point})
+        tag = self.scope_ids.block_type if self.scope_ids.block_type in olx.TAGS else olx.TAG
+        olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point}, tag=tag)
+        xml_attributes.export(self, node, olx.FIELD_NAMES)
         for child_id in self.children:
             self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from . import remote, states
+from . import messages, remote, states
 from .conf import Settings, get_settings
 from .models import Check, Stack
 
@@ -87,7 +87,7 @@ def start(
         enqueue("check", check.pk)
     except Exception:
         log.exception("stack %s: could not enqueue check %s", stack.name, check.pk)
-        _finish_with_error(check.pk, _("Your progress could not be checked. Please try again in a minute."))
+        _finish_with_error(check.pk, messages.stored("check.enqueue_failed"))
         check.refresh_from_db()
     return check
 
@@ -98,7 +98,7 @@ def current(stack: Stack, block_id: str, check_id: int | None) -> Check | None:
     check = (query.filter(pk=check_id) if check_id else query.order_by("-pk")).first()
     if check is not None and check.status in Check.ACTIVE and check.deadline <= timezone.now():
         log.warning("check %s on stack %s: not finished by its deadline; marked as failed", check.pk, stack.name)
-        _finish_with_error(check.pk, _("The progress check did not finish in time. Please try again."))
+        _finish_with_error(check.pk, messages.stored("check.timeout"))
         check.refresh_from_db()
     return check
 
@@ -117,10 +117,9 @@ def _finish_with_error(check_id: int, message: str) -> bool:
 
 
 def _hint(result: remote.RemoteResult, script_timeout: float) -> str:
+    """The learner's hint as stored: the test's standard error, or a catalog message for a test that timed out."""
     if result.timed_out:
-        return _("This task could not be checked: its test did not finish within %(seconds)d seconds.") % {
-            "seconds": round(script_timeout)
-        }
+        return messages.stored("check.test_timed_out", seconds=round(script_timeout))
     text = result.stderr.strip()
     if len(text) > HINT_LIMIT:
         text = text[: HINT_LIMIT - 1].rstrip() + "…"
@@ -141,7 +140,7 @@ def run(check_id: int, settings: Settings | None = None) -> str:
     check = Check.objects.select_related("stack").get(pk=check_id)
     stack = check.stack
     if stack.status not in states.UP or not (stack.ip and stack.private_key and stack.host_key):
-        _finish_with_error(check_id, _("Your lab is not running. Wait until it is ready, then check again."))
+        _finish_with_error(check_id, messages.stored("check.lab_not_running"))
         return Check.ERROR
     login = remote.SSHTarget.from_stack(stack)
     script_timeout = float(settings["remote_exec_timeout"])
@@ -153,7 +152,7 @@ def run(check_id: int, settings: Settings | None = None) -> str:
         )
     except (TimeoutError, OSError, asyncssh.Error) as error:
         log.warning("check %s on stack %s: the lab could not be reached: %s", check_id, stack.name, error)
-        _finish_with_error(check_id, _("Your lab could not be reached to check your progress. Please try again."))
+        _finish_with_error(check_id, messages.stored("check.unreachable"))
         return Check.ERROR
     outcome = [
         {"passed": r.exit_status == 0 and not r.timed_out, "hint": _hint(r, script_timeout), "timed_out": r.timed_out}
@@ -169,7 +168,7 @@ def run(check_id: int, settings: Settings | None = None) -> str:
 
 def interrupted(check_id: int) -> None:
     """End a check whose task hit its time limit (the worker calls this)."""
-    _finish_with_error(check_id, _("The progress check did not finish in time. Please try again."))
+    _finish_with_error(check_id, messages.stored("check.timeout"))
 
 
 def view(check: Check | None, *, show_feedback: bool, show_hints_on_error: bool) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def view(check: Check | None, *, show_feedback: bool, show_hints_on_error: bool)
         return {"status": "none"}
     data: dict[str, Any] = {"status": check.status, "id": check.pk}
     if check.status == Check.ERROR:
-        data["error_msg"] = check.error_msg
+        data["error_msg"] = messages.render(check.error_msg)
     elif check.status == Check.DONE:
         if show_feedback:
             data["pass"] = check.passed
@@ -196,7 +195,12 @@ def view(check: Check | None, *, show_feedback: bool, show_hints_on_error: bool)
                 check.total,
             ) % {"passed": check.passed, "total": check.total}
             if show_hints_on_error:
-                data["hints"] = [r["hint"] for r in check.results if not r["passed"] and r["hint"]]
+                # A timed-out test's hint is our message, shown in the learner's language; others are stderr.
+                data["hints"] = [
+                    messages.render(r["hint"]) if r.get("timed_out") else r["hint"]
+                    for r in check.results
+                    if not r["passed"] and r["hint"]
+                ]
         else:
             data["message"] = _("Your progress has been checked.")
     return data

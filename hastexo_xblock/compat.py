@@ -26,6 +26,11 @@ def course_id(block: Any) -> str | None:
     return str(context_key) if context_key is not None else None
 
 
+def in_studio(block: Any) -> bool:
+    """Whether the block runs in Studio (or a content library): the platform's runtimes say ``is_author_mode``."""
+    return bool(getattr(block.runtime, "is_author_mode", False))
+
+
 def _current_user(block: Any) -> Any:
     service = block.runtime.service(block, "user")
     return service.get_current_user() if service is not None else None

@@ -6,6 +6,13 @@ configuration.  A partial configuration works (missing keys take their
 defaults; ``js_timeouts`` is merged key by key).  A wrong value raises
 :class:`ConfigurationError` naming the key, at start-up (``apps.py``).
 
+The original's settings, from its first release to stackamole 9.x, are
+translated first (``legacy/settings.py``): keys with no meaning here are
+accepted with one deprecation warning each, a provider without ``type`` is
+OpenStack, and a provider that cannot work here (``gcloud``, or one whose
+credentials are all empty) is left out with a message saying why; blocks
+that name it are told "provider X is not configured here".
+
 The pure part (:func:`load`) does not import Django; :func:`get_settings`
 reads Django's settings and caches the result until they change.
 """
@@ -15,11 +22,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import colors
+from .legacy import settings as legacy_settings
+
 SETTINGS_KEY = "hastexo"
+#: stackamole 9.x read its settings from this key; used when ``hastexo`` is absent.
+STACKAMOLE_SETTINGS_KEY = "stackamole"
+
+log = logging.getLogger(__name__)
 
 
 class ConfigurationError(ValueError):
@@ -98,6 +113,21 @@ def _font_size(key: str, value: Any) -> str:
     if not text.replace(".", "", 1).isdigit() or float(text) <= 0:
         raise ConfigurationError(key, f"expected a positive number, got {value!r}")
     return text
+
+
+def _color_scheme(key: str, value: Any) -> str:
+    """One of the named schemes, or a custom one in Guacamole's format (checked here, used by the page)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(key, f"expected a scheme name or a Guacamole colour scheme, got {value!r}")
+    value = value.strip()
+    if colors.is_named(value):
+        return value
+    try:
+        colors.theme(value)
+    except colors.ColorSchemeError as error:
+        named = ", ".join(colors.NAMED)
+        raise ConfigurationError(key, f"{error} (or one of {named})") from None
+    return value
 
 
 def _js_timeouts(key: str, value: Any) -> dict[str, int]:
@@ -206,7 +236,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "enable_fullscreen": _bool,
     "lab_usage_limit": _optional_int(1),
     "lab_usage_limit_breach_policy": _choice(None, "warn", "block"),
-    "terminal_color_scheme": _choice("white-black", "black-white", "gray-black", "green-black"),
+    "terminal_color_scheme": _color_scheme,
     "terminal_font_name": _str,
     "terminal_font_size": _font_size,
     "lab_resize_method": _choice("display-update", "reconnect"),
@@ -226,9 +256,20 @@ assert set(_CHECKS) == set(DEFAULTS)
 class Settings(Mapping[str, Any]):
     """Validated settings; read as ``settings["key"]`` or ``settings.key``."""
 
-    def __init__(self, values: Mapping[str, Any], secret_key: str = "") -> None:
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        secret_key: str = "",
+        *,
+        notes: list[str] | None = None,
+        unavailable_providers: Mapping[str, str] | None = None,
+    ) -> None:
         self._values = dict(values)
         self._secret_key = secret_key
+        #: Deprecation notes about the original's keys (logged once by :func:`get_settings`).
+        self.notes: list[str] = list(notes or [])
+        #: Providers left out of ``providers`` (gcloud, placeholders) and why.
+        self.unavailable_providers: dict[str, str] = dict(unavailable_providers or {})
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -257,26 +298,73 @@ class Settings(Mapping[str, Any]):
         return self.derived_key("gateway-ticket")
 
     @property
+    def terminal_theme(self) -> dict[str, Any] | None:
+        """The xterm.js theme of a custom ``terminal_color_scheme``; ``None`` for a named one."""
+        scheme = self["terminal_color_scheme"]
+        return None if colors.is_named(scheme) else colors.theme(scheme)
+
+    def provider_problem(self, name: str) -> str | None:
+        """Why provider ``name`` cannot be used here (``None`` when it is configured), for authors and learners."""
+        if name in self["providers"]:
+            return None
+        reason = self.unavailable_providers.get(name)
+        text = f"provider {name} is not configured here"
+        return f"{text} ({legacy_settings.short_reason(reason)})" if reason else text
+
+    @property
     def delete_age_seconds(self) -> int:
         """``delete_age`` is in days, as in the original; 0 disables deletion."""
         return self["delete_age"] * 86400
 
 
-def load(raw: Mapping[str, Any] | None, secret_key: str = "") -> Settings:
-    """Merge ``raw`` over :data:`DEFAULTS`, validate, and return :class:`Settings`.
-
-    Raises :class:`ConfigurationError` for an unknown key or a wrong value.
-    """
+def _load(
+    raw: Mapping[str, Any] | None, secret_key: str = "", settings_key: str = SETTINGS_KEY
+) -> tuple[Settings, legacy_settings.Translated]:
+    """:func:`load`, and what the translation of the original's keys found."""
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise ConfigurationError("", f"expected a mapping, got {type(raw).__name__}")
+    translated = legacy_settings.translate(raw, settings_key)
+    raw = translated.raw
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
         raise ConfigurationError(unknown[0], "unknown setting (check the spelling; see the README for every key)")
     values = copy.deepcopy(DEFAULTS)
     for key, value in raw.items():
         values[key] = _CHECKS[key](key, value)
-    return Settings(values, secret_key)
+    return Settings(
+        values,
+        secret_key,
+        notes=translated.notes,
+        unavailable_providers=translated.unavailable,
+    ), translated
+
+
+_logged: set[str] = set()
+
+
+def _log_once(level: int, message: str) -> None:
+    """Log ``message`` once per process (settings are re-read when they change; the warning is not)."""
+    if message not in _logged:
+        _logged.add(message)
+        log.log(level, message)
+
+
+def load(raw: Mapping[str, Any] | None, secret_key: str = "") -> Settings:
+    """Merge ``raw`` over :data:`DEFAULTS`, validate, and return :class:`Settings`.
+
+    The original's keys are translated first (``legacy/settings.py``).
+    Raises :class:`ConfigurationError` for an unknown key or a wrong value.
+    """
+    return _load(raw, secret_key)[0]
+
+
+def settings_key(xblock_settings: Mapping[str, Any] | None) -> str:
+    """``hastexo``, or stackamole 9.x's ``stackamole`` when only that key is in ``XBLOCK_SETTINGS``."""
+    xblock_settings = xblock_settings or {}
+    if SETTINGS_KEY not in xblock_settings and STACKAMOLE_SETTINGS_KEY in xblock_settings:
+        return STACKAMOLE_SETTINGS_KEY
+    return SETTINGS_KEY
 
 
 _cache: Settings | None = None
@@ -290,8 +378,22 @@ def get_settings() -> Settings:
         from django.conf import settings as django_settings
 
         with _cache_lock:
-            raw = getattr(django_settings, "XBLOCK_SETTINGS", {}).get(SETTINGS_KEY, {})
-            _cache = load(raw, django_settings.SECRET_KEY)
+            xblock_settings = getattr(django_settings, "XBLOCK_SETTINGS", {}) or {}
+            key = settings_key(xblock_settings)
+            if key != SETTINGS_KEY:
+                _log_once(
+                    logging.WARNING,
+                    f'XBLOCK_SETTINGS["{key}"] (stackamole 9.x) is read because XBLOCK_SETTINGS["{SETTINGS_KEY}"] '
+                    "is not set; rename the key.",
+                )
+            settings, translated = _load(xblock_settings.get(key, {}), django_settings.SECRET_KEY, key)
+            for note in translated.notes:
+                _log_once(logging.WARNING, note)
+            for name, reason in translated.placeholders.items():
+                _log_once(logging.WARNING, legacy_settings.describe_provider(name, reason, key))
+            for name, reason in translated.refused.items():
+                _log_once(logging.ERROR, legacy_settings.describe_provider(name, reason, key))
+            _cache = settings
     return _cache
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from . import lifecycle, names, states
 from .conf import get_settings
+from .legacy.adopt import legacy_names
 from .models import OrphanSighting, Stack, transition
 from .providers import get_provider
 from .providers.base import ProviderError
@@ -122,10 +123,13 @@ def claim_aged(now=None) -> list[int]:
 def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[list[tuple[str, str]], int]:
     """Delete stacks that providers list under our naming scheme but no live row owns.
 
-    An orphan is deleted once it has been seen for ``orphan_grace`` seconds
-    (the grace protects a stack whose row is still being written).  Returns
-    the ``(provider, name)`` pairs handed to ``delete_orphan`` and how many
-    orphans are still within their grace period.
+    Our naming scheme is ``hx-…`` plus the names of the stacks the original
+    hastexo XBlock made, as ``hastexo_adopt_legacy`` recorded them; one whose
+    row of the original's table could not be adopted is held by that row and
+    never counts as an orphan.  An orphan is deleted once it has been seen
+    for ``orphan_grace`` seconds (the grace protects a stack whose row is
+    still being written).  Returns the ``(provider, name)`` pairs handed to
+    ``delete_orphan`` and how many orphans are still within their grace period.
     """
     settings = get_settings()
     now = now or timezone.now()
@@ -133,8 +137,13 @@ def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[
     deleted: list[tuple[str, str]] = []
     waiting = 0
     for provider_name in settings["providers"]:
+        legacy = legacy_names(provider_name)
         try:
-            listed = {name for name in get_provider(provider_name, settings["providers"]).list() if names.is_ours(name)}
+            listed = {
+                name
+                for name in get_provider(provider_name, settings["providers"]).list()
+                if names.is_ours(name) or name in legacy
+            }
         except ProviderError as error:
             log.warning("reaper: could not list provider %s: %s", provider_name, error)
             continue
@@ -142,7 +151,7 @@ def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[
             Stack.objects.filter(name__in=listed, provider=provider_name)
             .exclude(status__in=states.ABSENT)
             .values_list("name", flat=True)
-        )
+        ) | {name for name, held in legacy.items() if held}
         orphans = listed - owned
         OrphanSighting.objects.filter(provider=provider_name).exclude(name__in=orphans).delete()
         for name in sorted(orphans):

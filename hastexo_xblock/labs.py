@@ -11,7 +11,7 @@ This module does not import XBlock: the block passes plain values in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,9 +22,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import lifecycle, names, states
+from . import lifecycle, messages, names, states
 from .conf import Settings, get_settings
 from .gateway import tickets
+from .legacy import settings as legacy_settings
 from .models import Stack, transition
 from .usage import usage_seconds
 
@@ -50,13 +51,31 @@ class LabSpec:
     ports: list[dict[str, Any]] = field(default_factory=list)
     hook_script: str = ""
     hook_events: dict[str, bool] = field(default_factory=dict)
+    #: The original's single ``provider`` attribute (deprecated there): used when ``providers`` is empty.
+    provider: str = ""
+
+    def provider_entries(self, settings: Settings) -> list[dict[str, Any]]:
+        """The providers a launch tries, in order, as the original chose them.
+
+        The block's ``providers``; else its ``provider`` attribute; else the
+        platform's provider called ``default``, or the first one configured.
+        """
+        if self.providers:
+            return [dict(p) for p in self.providers]
+        name = self.provider
+        if not name:
+            known = [*settings["providers"], *settings.unavailable_providers]
+            name = "default" if "default" in known else next(iter(settings["providers"]), "")
+        return [{"name": name, "capacity": -1, "template": self.template, "environment": None}] if name else []
+
+    def provider_problems(self, settings: Settings) -> list[str]:
+        """ "provider X is not configured here" for each provider the launch would try that cannot be used."""
+        problems = (settings.provider_problem(str(entry.get("name", ""))) for entry in self.provider_entries(settings))
+        return [problem for problem in problems if problem]
 
     def as_dict(self, settings: Settings) -> dict[str, Any]:
         """The spec as stored on the row for the worker, providers filled in from settings."""
-        providers = [dict(p) for p in self.providers] or [
-            {"name": name, "capacity": -1, "template": self.template, "environment": None}
-            for name in settings["providers"]
-        ]
+        providers = self.provider_entries(settings)
         return {
             "template": self.template,
             "providers": providers,
@@ -106,7 +125,7 @@ def view(stack: Stack) -> dict[str, Any]:
     pending = stack.status in states.PENDING
     return {
         "status": stack.status,
-        "error_msg": stack.error_msg,
+        "error_msg": messages.render(stack.error_msg),
         "name": stack.name,
         "up": stack.status in states.UP,
         "pending": pending,
@@ -171,6 +190,11 @@ def status(
         if refusal:
             return {**view(stack), "failed": True, "blocked": True, "error_msg": refusal}
 
+    if (initialize or reset) and stack.status not in states.UP | states.PENDING:
+        refusal = _provider_refusal(stack, spec, settings)
+        if refusal:
+            return {**view(stack), "failed": True, "error_msg": refusal}
+
     if initialize or reset:
         attempt = _claim_launch(stack, spec, settings, reset)
         if attempt is not None:
@@ -184,15 +208,47 @@ def status(
                     states.LAUNCH_ERROR,
                     allowed_from=[states.LAUNCH_PENDING],
                     if_attempt=attempt,
-                    error_msg=_("Your lab could not be started. Please try again in a minute."),
+                    error_msg=messages.stored("launch.enqueue_failed"),
                     status_deadline=None,
                     phase="",
                     progress=0.0,
                 )
         elif stack.status in states.UP:
             keepalive(stack)
+    if stack.spec.get("adopted_from") and stack.status in states.UP:
+        # A running lab adopted from the original hastexo XBlock carries the settings the
+        # original recorded; from the learner's first visit on it follows the block's
+        # (ports, hook events, key type), as a launch would have written them.
+        Stack.objects.filter(pk=stack.pk, spec__adopted_from=stack.spec["adopted_from"]).update(
+            spec=spec.as_dict(settings)
+        )
     stack.refresh_from_db()
     return {**view(stack), "notice": notice} if notice else view(stack)
+
+
+def _provider_refusal(stack: Stack, spec: LabSpec, settings: Settings) -> str:
+    """The learner's message when none of the lab's providers can be used here ("" when one can).
+
+    A provider the block names but this platform does not configure (or
+    refused, such as the original's ``gcloud``) is reported by name, so the
+    learner can tell staff what is wrong; other providers of the block are
+    still tried when one of them is configured.
+    """
+    entries = spec.provider_entries(settings)
+    problems = spec.provider_problems(settings)
+    if not problems:
+        return ""
+    if len(problems) < len(entries):
+        log.warning("stack %s: %s; the block's other providers are tried", stack.name, "; ".join(problems))
+        return ""
+    log.error("stack %s: no launch: %s", stack.name, "; ".join(problems))
+    named = []
+    for entry in entries:
+        name = str(entry.get("name", ""))
+        reason = settings.unavailable_providers.get(name)
+        text = _("provider %(name)s is not configured here") % {"name": name}
+        named.append(f"{text} ({legacy_settings.short_reason(reason)})" if reason else text)
+    return _("This lab cannot start: %(problem)s.") % {"problem": "; ".join(named)}
 
 
 def _usage_check(stack: Stack, settings: Settings) -> tuple[str, str]:
@@ -228,6 +284,26 @@ def keepalive(stack: Stack) -> None:
 def set_port(stack: Stack, port: int | None) -> None:
     """Remember the learner's port choice on the stack (``None``: the default; the caller has checked it)."""
     Stack.objects.filter(pk=stack.pk).update(port=port)
+
+
+def page_origin(headers: Mapping[str, str], scheme: str, host: str) -> str:
+    """The origin (``http(s)://host``) of the page that asks, as the browser saw it.
+
+    Behind a TLS-terminating proxy the request reaches the LMS as plain HTTP,
+    so the request's own scheme would give the page a ``ws://`` URL that an
+    ``https://`` page may not open.  The scheme is taken, in this order, from
+    the browser's ``Origin`` header (same host only), the proxy's
+    ``X-Forwarded-Proto`` (its first value), then the request.  Only the scheme
+    is taken from headers, never the host, and either way a client can only
+    change the URL it is sent itself.
+    """
+    origin = urlsplit(headers.get("Origin") or "")
+    forwarded = (headers.get("X-Forwarded-Proto") or "").split(",")[0].strip().lower()
+    if origin.scheme in ("http", "https") and origin.netloc.lower() == host.lower():
+        scheme = origin.scheme
+    elif forwarded in ("http", "https"):
+        scheme = forwarded
+    return f"{scheme}://{host}"
 
 
 def gateway_url(settings: Settings, base_url: str | None = None) -> str:

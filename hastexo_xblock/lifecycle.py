@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from . import compat, remote, states
 from .conf import Settings, get_settings
+from .messages import Message, stored
 from .models import Stack, transition
 from .providers import get_provider
 from .providers.base import (
@@ -57,11 +58,12 @@ CLOCK = Clock()
 
 
 class LaunchFailed(Exception):
-    """A launch cannot go on; ``status`` and the message are what the learner sees."""
+    """A launch cannot go on; ``status`` and the message (a catalog :class:`Message`) are what the learner sees."""
 
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: str, message: Message) -> None:
+        super().__init__(str(message))
         self.status = status
+        self.message = message
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
@@ -171,7 +173,9 @@ def _read(stack: Stack, path: str | None, settings: Settings) -> str | None:
     try:
         return compat.read_course_file(stack.course_id, path, settings["template_dir"])
     except compat.CourseFileNotFound as error:
-        raise LaunchFailed(states.LAUNCH_ERROR, f"Lab template problem: {error}") from None
+        raise LaunchFailed(
+            states.LAUNCH_ERROR, Message("launch.template_problem", {"detail": shorten(error)})
+        ) from None
 
 
 #: ``stack_key_type`` values for which the worker generates the lab's key pair.
@@ -189,7 +193,7 @@ def _key_parameters(stack: Stack, attempt: int) -> dict[str, str]:
     if not key_type:
         return {}
     if key_type not in KEY_TYPES:
-        raise LaunchFailed(states.LAUNCH_ERROR, f"Lab configuration problem: unknown stack_key_type {key_type!r}.")
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.unknown_key_type", {"key_type": repr(key_type)}))
     private = stack.private_key
     if not private:
         options = {"key_size": 3072} if key_type == "rsa" else {}
@@ -206,13 +210,13 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
     key_parameters = _key_parameters(stack, attempt)
     candidates = _candidates(stack, settings)
     if not candidates:
-        raise LaunchFailed(states.LAUNCH_ERROR, "No lab environment is available right now. Please try again later.")
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.no_provider"))
     errors = []
     for entry in candidates:
         provider = get_provider(entry["name"], settings["providers"])
         template = _read(stack, entry.get("template") or stack.spec.get("template"), settings)
         if template is None:
-            raise LaunchFailed(states.LAUNCH_ERROR, "Lab template problem: the lab has no template configured.")
+            raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.no_template"))
         environment = _read(stack, entry.get("environment"), settings)
         # Record the provider before calling it: a worker killed mid-create
         # must find (and not duplicate) the stack on the next attempt.
@@ -236,7 +240,9 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
                 on_progress=_booting_progress(stack.pk, attempt),
             )
         except TemplateError as error:
-            raise LaunchFailed(states.LAUNCH_ERROR, f"Lab template problem: {shorten(error)}") from None
+            raise LaunchFailed(
+                states.LAUNCH_ERROR, Message("launch.template_problem", {"detail": shorten(error)})
+            ) from None
         except ProviderAuthError as error:
             log.error("provider %s refused us: %s", provider.name, error)
             errors.append(f"{provider.name}: {error}")
@@ -252,7 +258,7 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
         errors.append(f"{provider.name}: {result.status_reason or result.status}")
         _discard(provider, stack.name)
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(provider="")
-    raise LaunchFailed(states.CREATE_FAILED, "Your lab could not be created: " + shorten("; ".join(errors)))
+    raise LaunchFailed(states.CREATE_FAILED, Message("launch.create_failed", {"detail": shorten("; ".join(errors))}))
 
 
 def _discard(provider: Provider, name: str) -> None:
@@ -304,24 +310,24 @@ def launch(
     try:
         return _launch(stack, attempt, reset, settings, deadline)
     except LaunchFailed as failure:
-        return _give_up(stack_id, attempt, failure.status, shorten(str(failure)))
+        return _give_up(stack_id, attempt, failure.status, failure.message)
     except (TimeoutError, *time_limit_errors) as error:
         log.warning("launch of %s timed out: %s", stack.name, error or type(error).__name__)
-        return _give_up(stack_id, attempt, states.LAUNCH_TIMEOUT, "Your lab took too long to start. Please try again.")
+        return _give_up(stack_id, attempt, states.LAUNCH_TIMEOUT, Message("launch.timeout"))
     except Exception:
         log.exception("launch of %s failed unexpectedly", stack.name)
-        _give_up(stack_id, attempt, states.LAUNCH_ERROR, "Your lab could not be started because of an internal error.")
+        _give_up(stack_id, attempt, states.LAUNCH_ERROR, Message("launch.internal_error"))
         raise
 
 
-def _give_up(stack_id: int, attempt: int, status: str, message: str) -> str:
+def _give_up(stack_id: int, attempt: int, status: str, message: Message) -> str:
     """End launch ``attempt`` in the failure ``status`` with ``message`` for the learner; return ``status``."""
     transition(
         stack_id,
         status,
         allowed_from=states.LAUNCHING,
         if_attempt=attempt,
-        error_msg=message,
+        error_msg=message.dumps(),
         phase="",
         progress=0.0,
         status_deadline=None,
@@ -421,10 +427,12 @@ def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> 
         result = _resume_and_wait(provider, stack.name, deadline, on_progress=_booting_progress(stack.pk, attempt))
     except ProviderError as error:
         _suspend_again(provider, stack.name)
-        raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(error)}") from None
+        raise LaunchFailed(states.RESUME_FAILED, Message("launch.resume_failed", {"detail": shorten(error)})) from None
     if result.status not in states.UP:
         _suspend_again(provider, stack.name)
-        raise LaunchFailed(states.RESUME_FAILED, f"Your lab could not be resumed: {shorten(result.status_reason)}")
+        raise LaunchFailed(
+            states.RESUME_FAILED, Message("launch.resume_failed", {"detail": shorten(result.status_reason)})
+        )
     return result
 
 
@@ -447,24 +455,24 @@ def _finish(
 ) -> str:
     """Wait until SSH answers with the pinned (or, first time, the provider's) host key; store the outputs."""
     if result.outputs is None:
-        raise LaunchFailed(states.LAUNCH_ERROR, "The lab started but reported no address.")
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.no_address"))
     outputs = result.outputs
     stack.refresh_from_db()
     # With stack_key_type the worker made the key pair (it is on the row); else the template did.
     private_key = stack.private_key if stack.spec.get("key_type") else outputs.private_key
     if not private_key:
-        raise LaunchFailed(states.LAUNCH_ERROR, "Lab template problem: the lab reported no private key.")
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.no_private_key"))
     _set_phase(stack.pk, attempt, states.PHASE_SSH)
     pinned = stack.host_key or None
     try:
         host_key = remote.run_sync(remote.wait_for_ssh(outputs.public_ip, outputs.ssh_port, deadline, pinned=pinned))
     except remote.HostKeyMismatch:
         log.error("stack %s: SSH host key changed; refusing the lab", stack.name)
-        raise LaunchFailed(states.LAUNCH_ERROR, "The lab's identity could not be verified.") from None
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.identity_unverified")) from None
     offered = result.extra.get("host_key") if result.extra else None
     if offered and not remote.same_key(offered, host_key):
         log.error("stack %s: SSH host key differs from the provider's", stack.name)
-        raise LaunchFailed(states.LAUNCH_ERROR, "The lab's identity could not be verified.")
+        raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.identity_unverified"))
     if resumed and hook_enabled(stack, "resume"):
         _set_phase(stack.pk, attempt, states.PHASE_HOOK)
         stack.host_key = stack.host_key or host_key
@@ -495,16 +503,21 @@ def _finish(
     return final
 
 
-#: The events a hook script runs on, and which run when a block names a script but no events.
+#: The events a hook script can run on.
 HOOK_EVENTS = ("suspend", "resume", "delete")
-DEFAULT_HOOK_EVENTS = {"suspend": True, "resume": True, "delete": True}
 
 
 def hook_enabled(stack: Stack, event: str) -> bool:
-    """Whether the block's ``hook_script`` runs on ``event`` for this stack."""
+    """Whether the block's ``hook_script`` runs on ``event`` for this stack.
+
+    As in the original hastexo XBlock, only the events ``hook_events`` sets
+    to true run it: no ``hook_events`` (or an event it leaves out) runs no
+    hook.  (Its ``<hook_events>`` element is another matter: attributes it
+    leaves out mean true there, see ``olx.py``.)
+    """
     if not stack.spec.get("hook_script"):
         return False
-    events = stack.spec.get("hook_events") or DEFAULT_HOOK_EVENTS
+    events = stack.spec.get("hook_events") or {}
     return bool(events.get(event))
 
 
@@ -603,7 +616,7 @@ def suspend(stack_id: int) -> str:
             states.SUSPEND_FAILED,
             allowed_from=states.SUSPENDING,
             status_deadline=None,
-            error_msg=shorten(error),
+            error_msg=stored("provider.detail", detail=shorten(error)),
         )
         return states.SUSPEND_FAILED
     final = {states.SUSPEND_COMPLETE: states.SUSPEND_COMPLETE, states.DELETE_COMPLETE: states.DELETE_COMPLETE}.get(
@@ -617,7 +630,9 @@ def suspend(stack_id: int) -> str:
         suspended_at=timezone.now(),
         phase="",
         progress=0.0,
-        error_msg="" if final != states.SUSPEND_FAILED else shorten(result.status_reason),
+        error_msg=""
+        if final != states.SUSPEND_FAILED
+        else stored("provider.detail", detail=shorten(result.status_reason)),
     )
     return final
 
@@ -660,7 +675,7 @@ def delete(stack_id: int) -> str:
         states.DELETE_FAILED,
         allowed_from=states.DELETING,
         status_deadline=None,
-        error_msg=shorten(result.status_reason),
+        error_msg=stored("provider.detail", detail=shorten(result.status_reason)),
     )
     return states.DELETE_FAILED
 

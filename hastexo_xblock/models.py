@@ -231,3 +231,43 @@ class Check(models.Model):
 
     def __repr__(self) -> str:
         return f"<Check {self.pk} stack={self.stack_id} {self.status} {self.passed}/{self.total}>"
+
+
+class LegacyAdoption(models.Model):
+    """One row of the original hastexo XBlock's stack table, and what ``hastexo_adopt_legacy`` made of it.
+
+    Written by the adoption (``legacy/adopt.py``), never by the lab's
+    lifecycle.  It makes the adoption idempotent (a row adopted once is not
+    looked at again), keeps the report of what could not be adopted, and
+    tells the reaper's orphan sweep which stack names the original made:
+    those are ours too, although they do not follow our naming scheme.
+    """
+
+    ADOPTED = "adopted"
+    NOT_ADOPTED = "not_adopted"
+
+    #: The original's table the row was read from (``hastexo_stack``, or stackamole's ``stackamole_stack``).
+    source_table = models.CharField(max_length=64)
+    legacy_id = models.BigIntegerField()
+    name = models.CharField(max_length=255, db_index=True)
+    #: The provider the original recorded (kept even when the stack is gone).
+    provider = models.CharField(max_length=64, blank=True, default="")
+    course_id = models.CharField(max_length=255, blank=True, default="")
+    anonymous_user_id = models.CharField(max_length=255, blank=True, default="")
+    #: The original's status at the last adoption run.
+    legacy_status = models.CharField(max_length=32, blank=True, default="")
+    outcome = models.CharField(max_length=16)
+    #: Why it was not adopted, or what to know about how it was.
+    detail = models.TextField(blank=True, default="")
+    stack = models.ForeignKey(Stack, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    first_seen = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        app_label = "hastexo_xblock"
+        constraints = [
+            models.UniqueConstraint(fields=["source_table", "legacy_id"], name="hastexo_legacy_adopted_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_table}#{self.legacy_id} {self.name}: {self.outcome}"

@@ -7,22 +7,37 @@ thin wrappers around :func:`parse` and :func:`export_into`.
 Accepted input (compatible with the original hastexo XBlock):
 
 * attributes on ``<hastexo>`` are fields (``""`` means "unset": the field
-  keeps its default); ``url_name``, ``filename`` and ``xblock-family`` are
-  bookkeeping and ignored;
+  keeps its default); ``providers``, ``ports``, ``tests`` and
+  ``hook_events`` attributes hold JSON (or YAML); ``url_name``,
+  ``filename``, ``xblock-family`` and the platform's ``x-is-pointer-node``
+  are bookkeeping and ignored.  Any other attribute (the platform's own,
+  such as ``visible_to_staff_only``, or one of an older release) is
+  returned in :attr:`ParsedHastexo.unknown_attributes`, never an error, as
+  in the original, which logged it;
+* booleans are read as the original read them (through YAML): ``true``,
+  ``True``, ``yes``, ``on``, ``1`` and their opposites;
 * ``<option:NAME>`` children (namespace :data:`OPTION_NS`) carry JSON or YAML
   for ``providers``, ``ports``, ``tests``, ``hook_events`` (or plain text for
   a scalar field);
-* plain ``<test>``, ``<port>``, ``<provider>`` and ``<hook_events>`` children;
+* plain ``<test>``, ``<port>``, ``<provider>`` and ``<hook_events>`` children
+  (an event ``<hook_events>`` leaves out is true, as in the original);
 * any other child element is a child block, returned untouched;
 * the pointer form ``<hastexo url_name="…" filename="…"/>``: the content is
   read from ``hastexo/<dir of url_name>/<filename>.xml`` (course-relative)
   and the pointer's own attributes override the file's.
 
 Anything malformed raises :class:`OLXError` naming the element, the attribute
-when there is one, and the problem; no value is ever silently dropped.
+when there is one, and the problem; no value is ever silently dropped.  A
+provider the platform does not configure is not malformed: it is reported in
+:attr:`ParsedHastexo.warnings` (and by Studio's validation, and at launch).
 
-Export writes every field (the pointer-compatible form), attributes in sorted
-order, so that ``parse(export(values))`` gives ``values`` back.
+Export writes every field as an attribute, in sorted order, the structured
+ones as JSON, so that ``parse(export(values))`` gives ``values`` back.  It
+writes no child elements of its own: Studio's copy/paste and content-library
+sync serialize a container, then strip its child elements before the block
+parses its node, and import every child element as a child block
+(``cms/djangoapps/contentstore/helpers.py``, ``_import_xml_node_to_parent``),
+so settings kept in ``<test>``/``<port>``/… children would be lost there.
 """
 
 from __future__ import annotations
@@ -42,10 +57,14 @@ from lxml import etree
 
 OPTION_NS = "http://code.edx.org/xblock/option"
 TAG = "hastexo"
+#: The tags of the block: stackamole 9.x (the original, renamed) exported ``<stackamole>``,
+#: with its pointer files under ``stackamole/``; the same block reads and writes both.
+TAGS = (TAG, "stackamole")
 
 # Field tables: they mirror the fields of ``HastexoXBlock`` (block.py).
 STRING_FIELDS = frozenset(
     {
+        "provider",  # the original's single provider (deprecated there); used when providers is empty
         "display_name",
         "stack_user_name",
         "stack_template_path",
@@ -67,7 +86,8 @@ STRUCTURED_FIELDS = frozenset({"providers", "ports", "tests", "hook_events"})
 FIELD_NAMES = frozenset(SCALAR_FIELDS | STRUCTURED_FIELDS)
 
 # Attributes that are bookkeeping of the course format, not fields.
-IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family"})
+# ``x-is-pointer-node`` is set by Studio's paste on the node it hands to parse_xml.
+IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family", "x-is-pointer-node"})
 HOOK_EVENTS = ("suspend", "resume", "delete")
 PORT_KEYS = ("name", "number")
 PROVIDER_KEYS = ("name", "capacity", "template", "environment")
@@ -125,19 +145,50 @@ class ParsedHastexo:
     fields: dict[str, Any] = field(default_factory=dict)
     children: list[etree._Element] = field(default_factory=list)
     source: str | None = None
+    #: Attributes (and ``<option:…>`` values) that are not this block's: name → text, for the caller to keep.
+    unknown_attributes: dict[str, str] = field(default_factory=dict)
+    #: What the author should know but is no reason to refuse the import (for the log).
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- scalar values -----------------------------------------------------------
 
 
+# YAML 1.1's booleans (PyYAML's), which is how the original read attributes and options.
+_YAML_TRUE = frozenset({"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})
+_YAML_FALSE = frozenset({"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})
+# Python's strtobool, which is how the original read <hook_events> attributes.
+_STRTOBOOL_TRUE = frozenset({"y", "yes", "t", "true", "on", "1"})
+_STRTOBOOL_FALSE = frozenset({"n", "no", "f", "false", "off", "0"})
+
+
 def _bool(element: Any, value: Any, attribute: str | None = None) -> bool:
+    """A boolean as the original read it: YAML 1.1 words, or a whole number (non-zero is true)."""
     if isinstance(value, bool):
         return value
-    if value in ("true", "True"):
-        return True
-    if value in ("false", "False"):
-        return False
+    if isinstance(value, int):
+        return value != 0
+    if isinstance(value, str):
+        text = value.strip()
+        if text in _YAML_TRUE:
+            return True
+        if text in _YAML_FALSE:
+            return False
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text) != 0
     raise OLXError(element, f"expected true or false, got {value!r}", attribute)
+
+
+def _event_flag(element: Any, value: Any, event: str) -> bool:
+    """A ``<hook_events>`` attribute, read as the original did (``strtobool``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _STRTOBOOL_TRUE:
+        return True
+    if text in _STRTOBOOL_FALSE:
+        return False
+    raise OLXError(element, f"expected true or false, got {value!r}", event)
 
 
 def _int(element: Any, value: Any, attribute: str | None = None) -> int:
@@ -215,19 +266,26 @@ def port(element: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def provider(element: Any, raw: Mapping[str, Any], known_providers: Collection[str] | None = None) -> dict[str, Any]:
+def provider(
+    element: Any,
+    raw: Mapping[str, Any],
+    known_providers: Collection[str] | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
     """A provider ``{name, capacity, template, environment}`` (all four keys, ``None`` when not given).
 
     ``capacity`` missing, ``""`` or ``"None"`` means -1 (no limit); otherwise a
-    whole number ≥ -1.  When ``known_providers`` is given, ``name`` must be in it.
+    whole number ≥ -1.  When ``known_providers`` is given and ``name`` is
+    not in it, a warning is added to ``warnings`` (the course still imports:
+    a platform without that provider reports it in Studio and at launch).
     """
     _unknown_keys(element, raw, PROVIDER_KEYS)
     name = _optional_text(element, "name", raw.get("name"))
     if name is None:
         raise OLXError(element, "a provider needs a name", "name")
-    if known_providers is not None and name not in known_providers:
+    if known_providers is not None and name not in known_providers and warnings is not None:
         configured = ", ".join(sorted(known_providers)) or "none"
-        raise OLXError(element, f"provider {name!r} is not configured (configured: {configured})", "name")
+        warnings.append(f"{describe(element)}: provider {name} is not configured here (configured: {configured})")
     capacity_raw = raw.get("capacity")
     if capacity_raw in (None, "", "None"):
         capacity = -1
@@ -235,18 +293,32 @@ def provider(element: Any, raw: Mapping[str, Any], known_providers: Collection[s
         capacity = _int(element, capacity_raw, "capacity")
         if capacity < -1:
             raise OLXError(element, f"capacity must be -1 (no limit) or more, got {capacity}", "capacity")
+    # "None" is how the original's export spelled a missing template or environment.
+    template, environment = (None if raw.get(key) == "None" else raw.get(key) for key in ("template", "environment"))
     return {
         "name": name,
         "capacity": capacity,
-        "template": _optional_text(element, "template", raw.get("template")),
-        "environment": _optional_text(element, "environment", raw.get("environment")),
+        "template": _optional_text(element, "template", template),
+        "environment": _optional_text(element, "environment", environment),
     }
 
 
 def hook_events(element: Any, raw: Mapping[str, Any]) -> dict[str, bool]:
-    """``{suspend?, resume?, delete?}`` as booleans."""
+    """A mapping of events to booleans, with every event: one it leaves out is false (the original's reading).
+
+    An empty mapping stays empty: no hook runs.
+    """
     _unknown_keys(element, raw, HOOK_EVENTS)
-    return {event: _bool(element, raw[event], event) for event in HOOK_EVENTS if event in raw}
+    if not raw:
+        return {}
+    return {event: _bool(element, raw[event], event) if event in raw else False for event in HOOK_EVENTS}
+
+
+def hook_events_element(element: Any) -> dict[str, bool]:
+    """A ``<hook_events>`` element: every event, one it leaves out being true (the original's reading)."""
+    raw = dict(element.attrib)
+    _unknown_keys(element, raw, HOOK_EVENTS)
+    return {event: _event_flag(element, raw.get(event, "true"), event) for event in HOOK_EVENTS}
 
 
 def script_text(element: Any, raw: str | None) -> str:
@@ -259,9 +331,10 @@ def script_text(element: Any, raw: str | None) -> str:
     return text
 
 
-def _load_option(element: etree._Element) -> Any:
-    """JSON or YAML text of an ``<option:…>`` element (JSON first: YAML mangles escaped surrogate pairs)."""
-    text = element.text or ""
+def _load_option(element: etree._Element, text: str | None = None, attribute: str | None = None) -> Any:
+    """JSON or YAML ``text`` (default: the element's text), JSON first: YAML mangles escaped surrogate pairs."""
+    text = element.text if text is None else text
+    text = text or ""
     if not text.strip():
         return None
     try:
@@ -272,50 +345,67 @@ def _load_option(element: etree._Element) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         problem = " ".join(str(error).split())
-        raise OLXError(element, f"not valid JSON or YAML: {problem}") from None
+        raise OLXError(element, f"not valid JSON or YAML: {problem}", attribute) from None
 
 
-def _option_value(element: etree._Element, name: str, known_providers: Collection[str] | None) -> tuple[bool, Any]:
-    if element.get("none") == "true":
-        return False, None
-    if name in SCALAR_FIELDS:
-        return _scalar(element, name, element.text or "")
-    value = _load_option(element)
+def _structured_value(
+    element: etree._Element,
+    name: str,
+    value: Any,
+    known_providers: Collection[str] | None,
+    attribute: str | None = None,
+    warnings: list[str] | None = None,
+) -> tuple[bool, Any]:
+    """Check a loaded structured value (``providers``, ``ports``, ``tests``, ``hook_events``)."""
     if value is None:
         return False, None
     if name == "hook_events":
         if not isinstance(value, Mapping):
-            raise OLXError(element, f"expected a mapping of events to true/false, got {value!r}")
+            raise OLXError(element, f"expected a mapping of events to true/false, got {value!r}", attribute)
         return True, hook_events(element, value)
     if not isinstance(value, list):
-        raise OLXError(element, f"expected a list, got {value!r}")
+        raise OLXError(element, f"expected a list, got {value!r}", attribute)
     if name == "tests":
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise OLXError(element, f"each test must be a non-empty script, got {item!r}")
+                raise OLXError(element, f"each test must be a non-empty script, got {item!r}", attribute)
         return True, list(value)
     for item in value:
         if not isinstance(item, Mapping):
-            raise OLXError(element, f"each entry must be a mapping, got {item!r}")
+            raise OLXError(element, f"each entry must be a mapping, got {item!r}", attribute)
     if name == "ports":
         return True, [port(element, item) for item in value]
-    return True, [provider(element, item, known_providers) for item in value]
+    return True, [provider(element, item, known_providers, warnings) for item in value]
+
+
+def _option_value(
+    element: etree._Element, name: str, known_providers: Collection[str] | None, warnings: list[str]
+) -> tuple[bool, Any]:
+    if element.get("none") == "true":
+        return False, None
+    if name in SCALAR_FIELDS:
+        return _scalar(element, name, element.text or "")
+    return _structured_value(element, name, _load_option(element), known_providers, warnings=warnings)
 
 
 # --- parse ------------------------------------------------------------------------
 
 
-def pointer_path(element: etree._Element) -> str:
-    """Course-relative path of a pointer's file: ``hastexo/<dir of url_name>/<filename>.xml``."""
+def pointer_path(element: etree._Element, directory: str | None = None) -> str:
+    """Course-relative path of a pointer's file: ``<tag>/<dir of url_name>/<filename>.xml``.
+
+    ``directory`` is ``hastexo`` or ``stackamole`` (default: the element's own tag).
+    """
+    directory = directory or (element.tag if element.tag in TAGS else TAG)
     filename = element.get("filename", "")
     url_name = element.get("url_name", "")
-    path = posixpath.join(TAG, posixpath.dirname(url_name), filename)
+    path = posixpath.join(directory, posixpath.dirname(url_name), filename)
     if not path.endswith(".xml"):
         path += ".xml"
     normal = posixpath.normpath(path)
-    # The file must stay inside the course's hastexo/ directory.
-    if normal != path or filename.startswith("/") or not normal.startswith(TAG + "/"):
-        raise OLXError(element, f"file {path!r} is outside the course's {TAG}/ directory", "filename")
+    # The file must stay inside the course's hastexo/ (or stackamole/) directory.
+    if normal != path or filename.startswith("/") or not normal.startswith(directory + "/"):
+        raise OLXError(element, f"file {path!r} is outside the course's {directory}/ directory", "filename")
     return path
 
 
@@ -323,10 +413,19 @@ def _read_pointer(element: etree._Element, load_file: Loader | None) -> etree._E
     path = pointer_path(element)
     if load_file is None:
         raise OLXError(element, f"points to {path!r} but there is no course directory to read it from", "filename")
-    try:
-        data = load_file(path)
-    except Exception as error:  # any loader's "not found"/"unreadable" is the same problem to the author
-        raise OLXError(element, f"cannot read {path!r}: {error}", "filename") from None
+    # Its own tag's directory first, then the other: stackamole 9.x read both.
+    own = element.tag if element.tag in TAGS else TAG
+    for directory in (own, *(tag for tag in TAGS if tag != own)):
+        candidate = pointer_path(element, directory)
+        try:
+            data = load_file(candidate)
+        except Exception as error:  # any loader's "not found"/"unreadable" is the same problem to the author
+            failure = error
+            continue
+        path = candidate
+        break
+    else:
+        raise OLXError(element, f"cannot read {path!r}: {failure}", "filename") from None
     if isinstance(data, str):
         data = data.encode("utf-8")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
@@ -334,7 +433,7 @@ def _read_pointer(element: etree._Element, load_file: Loader | None) -> etree._E
         root = etree.fromstring(data, parser=parser, base_url=path)
     except etree.XMLSyntaxError as error:
         raise OLXError(element, f"{path!r} is not well-formed XML: {error}", "filename") from None
-    if root.tag != TAG:
+    if root.tag not in TAGS:
         raise OLXError(root, f"the root element of {path!r} must be <{TAG}>")
     if root.get("filename"):
         raise OLXError(root, "a pointer's file cannot point to another file", "filename")
@@ -365,22 +464,32 @@ def parse(
     attributes.update((name, (node, value)) for name, value in node.attrib.items())
     elements.extend(node)
 
+    # Which element supplied each structured field, to refuse conflicting forms.
+    given_by: dict[str, etree._Element] = {}
+
     for name, (element, value) in attributes.items():
         if name in IGNORED_ATTRIBUTES:
             continue
-        if name not in SCALAR_FIELDS:
-            raise OLXError(element, "unknown attribute", name)
-        is_set, converted = _scalar(element, name, value)
+        if name in STRUCTURED_FIELDS:
+            if value.strip():
+                given_by[name] = element
+            is_set, converted = _structured_value(
+                element, name, _load_option(element, value, name), known_providers, name, parsed.warnings
+            )
+        elif name in SCALAR_FIELDS:
+            is_set, converted = _scalar(element, name, value)
+        else:
+            parsed.unknown_attributes[name] = value  # the caller keeps it (and logs it)
+            continue
         if is_set:
             parsed.fields[name] = converted
-
-    # Which element supplied each structured field, to refuse conflicting forms.
-    given_by: dict[str, etree._Element] = {}
 
     def claim(field_name: str, element: etree._Element, repeatable: bool) -> None:
         earlier = given_by.get(field_name)
         if earlier is not None and not (repeatable and earlier.tag == element.tag):
-            raise OLXError(element, f"{field_name} is already given by {describe(earlier)}")
+            attribute = earlier.get(field_name)
+            where = f"the {field_name} attribute of {describe(earlier)}" if attribute else describe(earlier)
+            raise OLXError(element, f"{field_name} is already given by {where}")
         given_by[field_name] = element
 
     for element in elements:
@@ -390,11 +499,12 @@ def parse(
         if qname.namespace == OPTION_NS:
             name = qname.localname
             if name not in FIELD_NAMES:
-                raise OLXError(element, f"unknown option {name!r}")
+                parsed.unknown_attributes[name] = element.text or ""  # as the original: a field of another kind
+                continue
             if name in SCALAR_FIELDS and name in attributes:
                 raise OLXError(element, f"{name} is also given as an attribute")
             claim(name, element, repeatable=False)
-            is_set, value = _option_value(element, name, known_providers)
+            is_set, value = _option_value(element, name, known_providers, parsed.warnings)
             if is_set:
                 parsed.fields[name] = value
             continue
@@ -411,9 +521,11 @@ def parse(
         elif element.tag == "port":
             parsed.fields.setdefault("ports", []).append(port(element, dict(element.attrib)))
         elif element.tag == "provider":
-            parsed.fields.setdefault("providers", []).append(provider(element, dict(element.attrib), known_providers))
+            parsed.fields.setdefault("providers", []).append(
+                provider(element, dict(element.attrib), known_providers, parsed.warnings)
+            )
         else:
-            parsed.fields["hook_events"] = hook_events(element, dict(element.attrib))
+            parsed.fields["hook_events"] = hook_events_element(element)
     return parsed
 
 
@@ -430,17 +542,6 @@ def _attribute_text(value: Any) -> str:
     return str(value)
 
 
-def _test_survives(script: str) -> bool:
-    """Whether ``<test>`` text (with the newline we prefix) parses back to exactly ``script``."""
-    # XML turns \r into \n; dedent reshapes indented or whitespace-only lines.
-    return (
-        bool(script.strip())
-        and "\r" not in script
-        and not _NOT_XML.search(script)
-        and textwrap.dedent(script) == script
-    )
-
-
 def _set(element: etree._Element, name: str, value: str) -> None:
     try:
         element.set(name, value)
@@ -448,54 +549,36 @@ def _set(element: etree._Element, name: str, value: str) -> None:
         raise OLXError(element, f"cannot export {value!r}: {error}", name) from None
 
 
+def _json_attribute(value: Any) -> str:
+    """A structured value as attribute text: JSON, readable where XML allows, escaped where it does not."""
+    if not value:
+        return ""  # unset: the field's empty default on import
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")) if _NOT_XML.search(text) else text
+
+
 def export_into(
-    node: etree._Element, values: Mapping[str, Any], extra_attributes: Mapping[str, str] | None = None
+    node: etree._Element,
+    values: Mapping[str, Any],
+    extra_attributes: Mapping[str, str] | None = None,
+    tag: str = TAG,
 ) -> etree._Element:
     """Write ``values`` (field name → value) onto ``node`` as a ``<hastexo>`` element, and return it.
 
-    Every scalar field becomes an attribute (missing or ``None`` as ``""``),
-    sorted with ``extra_attributes`` by name; then ``<test>`` (CDATA),
-    ``<port>``, ``<provider>`` and ``<hook_events>`` children in list order.
-    A test whose text would not survive ``<test>`` parsing unchanged (common
-    indentation, whitespace-only lines, ``\\r``) makes all tests go out as one
-    JSON ``<option:tests>`` instead, so the round trip stays exact.  Child
-    blocks are the caller's to append afterwards.
+    Every field becomes an attribute (missing or ``None`` as ``""``; lists
+    and mappings as JSON), sorted with ``extra_attributes`` by name.  Nothing
+    is written as a child element, so the settings survive Studio's paste
+    and library sync, which strip a container's children before parsing it
+    (see the module docstring).  The original read this form too: it read
+    every attribute through YAML, and JSON is YAML.  Child blocks are the
+    caller's to append.
     """
-    node.tag = TAG
+    node.tag = tag  # ``hastexo``, or ``stackamole`` for a block of that type (see TAGS)
     attributes = {name: _attribute_text(values.get(name)) for name in SCALAR_FIELDS}
+    attributes.update({name: _json_attribute(values.get(name)) for name in STRUCTURED_FIELDS})
     attributes.update(extra_attributes or {})
     for name in sorted(attributes):
         _set(node, name, attributes[name])
-
-    tests = list(values.get("tests") or [])
-    if all(isinstance(script, str) and _test_survives(script) for script in tests):
-        for script in tests:
-            element = etree.SubElement(node, "test")
-            text = "\n" + script  # parse drops one leading newline: keeps the script's own
-            try:
-                # CDATA cannot hold "]]>"; escaped text says the same thing safely.
-                element.text = text if "]]>" in text else etree.CDATA(text)
-            except ValueError as error:
-                raise OLXError(element, f"cannot export test {script!r}: {error}") from None
-    elif tests:
-        option = etree.SubElement(node, f"{{{OPTION_NS}}}tests", nsmap={"option": OPTION_NS})
-        option.text = json.dumps(tests, ensure_ascii=True, indent=2)
-
-    for entry in values.get("ports") or []:
-        element = etree.SubElement(node, "port")
-        for key in PORT_KEYS:
-            if entry.get(key) is not None:
-                _set(element, key, _attribute_text(entry[key]))
-    for entry in values.get("providers") or []:
-        element = etree.SubElement(node, "provider")
-        for key in PROVIDER_KEYS:
-            if entry.get(key) is not None:
-                _set(element, key, _attribute_text(entry[key]))
-    events = values.get("hook_events") or {}
-    if events:
-        element = etree.SubElement(node, "hook_events")
-        for event in sorted(events):
-            _set(element, event, _attribute_text(bool(events[event])))
     return node
 
 

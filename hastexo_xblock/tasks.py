@@ -16,9 +16,11 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 
 from . import checks, jobs, lifecycle
 from .conf import get_settings
+from .providers import get_provider
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +111,17 @@ def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
         options["soft_time_limit"] = limit + 30
         options["time_limit"] = limit + 60
     task.apply_async(args=args, kwargs=kwargs, **options)
+
+
+@worker_ready.connect
+def report_local_sandboxes(**_kwargs: Any) -> None:
+    """At a worker's start, say what each local provider cannot enforce (or refuses) on this machine.
+
+    The provider logs it (once per process) when it first looks at the
+    machine; looking now puts it at the top of the worker's log rather than
+    at the first learner's launch.
+    """
+    providers = get_settings()["providers"]
+    for name, config in providers.items():
+        if config.get("type") == "local":
+            get_provider(name, providers).capabilities()

@@ -20,14 +20,18 @@ from . import states
 from .models import StackLog
 
 
-def usage_seconds(*, learner: Any = None, anonymous_user_id: str = "", now: datetime | None = None) -> float:
-    """Seconds the learner's labs have been up, across all courses.
+def usage_seconds(
+    *, learner: Any = None, anonymous_user_id: str = "", stack_id: int | None = None, now: datetime | None = None
+) -> float:
+    """Seconds the learner's labs have been up, across all courses (or one lab's, with ``stack_id``).
 
     The learner is the Django user when known (``learner``), else the
     anonymous id (the workbench has no users).  Returns ``0.0`` for no usage.
     """
     now = now or timezone.now()
-    if learner is not None:
+    if stack_id is not None:
+        logs = StackLog.objects.filter(stack_id=stack_id)
+    elif learner is not None:
         logs = StackLog.objects.filter(learner=learner)
     elif anonymous_user_id:
         logs = StackLog.objects.filter(anonymous_user_id=anonymous_user_id)

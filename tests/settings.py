@@ -1,4 +1,9 @@
-"""Django settings for the test suite: the XBlock workbench plus our app.
+"""Django settings for the test suite: the XBlock workbench plus the plugin apps, added the platform's way.
+
+``hastexo_xblock`` is not listed here: like the LMS (``lms/envs/common.py``),
+these settings extend ``INSTALLED_APPS`` with edx-django-utils'
+``get_plugin_apps`` and apply the plugins' settings with ``add_plugins``, so
+the suite runs only if the package really plugs itself in.
 
 ``HASTEXO_TEST_DATABASE_URL`` selects the database (``sqlite:///path``,
 ``mysql://user:pass@host:port/name``, ``postgresql://user@host:port/name``);
@@ -11,16 +16,23 @@ import os
 import tempfile
 from urllib.parse import unquote, urlparse
 
+import django
+from edx_django_utils.plugins import add_plugins, get_plugin_apps
 from workbench.settings import *  # noqa: F403
+
+# The platform's ProjectType.LMS and SettingsType.COMMON (openedx/core/djangoapps/plugins/constants.py).
+LMS, COMMON = "lms.djangoapp", "common"
 
 SECRET_KEY = "tests-only-not-secret"
 # djpyfs (listed by the workbench) does not load on Django 5.2 and is not used.
-INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + ["hastexo_xblock"]  # noqa: F405
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + get_plugin_apps(LMS)  # noqa: F405
 USE_TZ = True
 TIME_ZONE = "UTC"
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _run_dir = os.environ.setdefault("HASTEXO_TEST_RUN_DIR", tempfile.mkdtemp(prefix="hastexo-tests-"))
+# A root worker runs each local lab as a user of its own, which passes through here to its home.
+os.chmod(_run_dir, 0o711)
 
 
 def database_from_url(url: str) -> dict:
@@ -56,11 +68,11 @@ if os.environ.get("HASTEXO_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["HASTEXO_TEST_DB_NAME"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Tests run workers and threads against one file: wait for locks, don't fail.
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL;",
-    }
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+    if django.VERSION >= (5, 1):  # both options are Django 5.1's; Django 4.2 (Open edX Sumac, Teak) has neither
+        DATABASES["default"]["OPTIONS"].update(
+            {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        )
 
 _providers = {"default": {"type": "local", "root": os.path.join(_run_dir, "labs")}}
 # Tests that start worker subprocesses pass extra providers (e.g. Heat) this way.
@@ -83,3 +95,5 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"hastexo_xblock": {"handlers": ["console"], "level": "DEBUG", "propagate": True}},
 }
+
+add_plugins(__name__, LMS, COMMON)

@@ -174,7 +174,7 @@ def test_providers_good() -> None:
         ({"name": "fake1"}, ["Providers: ", "expected a list"]),
         (["fake1"], ["Providers, item 1: ", "expected a mapping"]),
         ([{"capacity": 2}], ["Providers, item 1, name: ", "needs a name"]),
-        ([{"name": "nope"}], ["Providers, item 1, name: ", "'nope' is not configured", "configured: fake1, fake2"]),
+        ([{"name": "nope"}], ["Providers, item 1: ", "provider nope is not configured here", "fake1, fake2"]),
         ([{"name": "fake1", "capacity": -2}], ["item 1, capacity: ", "-1 (no limit) or more, got -2"]),
         ([{"name": "fake1", "capacity": "lots"}], ["capacity: ", "whole number, got 'lots'"]),
         ([{"name": "fake1", "template": ["a"]}], ["template: ", "expected text"]),
@@ -321,6 +321,7 @@ def render_author(**context: Any) -> str:
         "summary": [],
         "problems": [],
         "children": [],
+        "show_children": True,  # the unit page's preview; False: the block's own page
         "supported_types": "html, video, pdf, markdown",
     }
     return ResourceLoader("hastexo_xblock.block").render_django_template(
@@ -343,12 +344,13 @@ def test_author_template_escapes_values_and_inserts_child_html() -> None:
     assert '<p class="intro">Read <em>this</em></p>' in html
     assert 'class="hastexo-author-problems"' in html
     assert "Protocol" in html and "ssh" in html
-    assert "html, video, pdf, markdown" in html
 
 
 def test_author_template_without_children_or_problems() -> None:
     html = render_author(supported_types="html, <video>")
     assert "hastexo-author-problems" not in html
     assert "no instructions yet" in html
-    assert "html, &lt;video&gt;" in html
+    # The block's own page names what can be added (Studio's buttons follow), escaped.
+    html = render_author(supported_types="html, <video>", show_children=False)
+    assert "html, &lt;video&gt;" in html and "no instructions yet" not in html
     assert "hastexo-author-child-list" not in html

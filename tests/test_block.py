@@ -221,3 +221,34 @@ def test_a_hidden_lab_has_no_terminal_but_can_be_checked(sent):
     assert frag.json_init_args["hidden"] is True
     # Opening the unit still launches the lab, and keepalives still reach it.
     assert call(block, "get_user_stack_status", {"initialize": True})[1]["status"] == states.LAUNCH_PENDING
+
+
+def ticket_request(headers, host="lms.example.org", scheme="http"):
+    request = Request.blank(
+        "/", method="POST", body=b"{}", headers={"Content-Type": "application/json", "Host": host, **headers}
+    )
+    request.scheme = scheme
+    return request
+
+
+@pytest.mark.parametrize(
+    ("headers", "scheme", "expected"),
+    [
+        # Behind a TLS-terminating proxy (Caddy, nginx, a load balancer) the LMS sees plain HTTP.
+        ({"X-Forwarded-Proto": "https"}, "http", "wss://lms.example.org/hastexo-gateway/ws?ticket="),
+        ({"X-Forwarded-Proto": "https, http"}, "http", "wss://lms.example.org/hastexo-gateway/ws?ticket="),
+        ({"Origin": "https://lms.example.org"}, "http", "wss://lms.example.org/hastexo-gateway/ws?ticket="),
+        ({}, "https", "wss://lms.example.org/hastexo-gateway/ws?ticket="),
+        ({}, "http", "ws://lms.example.org/hastexo-gateway/ws?ticket="),
+        # Another site's Origin says nothing about this page; the proxy's header still counts.
+        ({"Origin": "https://evil.example", "X-Forwarded-Proto": "http"}, "http", "ws://lms.example.org/"),
+    ],
+)
+def test_the_websocket_url_follows_the_scheme_the_browser_used(sent, hastexo_settings, headers, scheme, expected):
+    hastexo_settings(gateway_url="/hastexo-gateway/ws")
+    block = make_block()
+    call(block, "get_user_stack_status", {"initialize": True})
+    bring_up(Stack.objects.get().pk)
+    response = block.handle("get_ticket", ticket_request(headers, scheme=scheme))
+    assert response.status_code == 200
+    assert json.loads(response.body)["url"].startswith(expected)

@@ -5,7 +5,8 @@ test runs inside it), opens the "Linux basics" scenario in headless Chromium
 (Debian's, never a downloaded one), waits for the shell prompt, types
 ``echo $((6*7))``, expects ``42``; then checks progress (0 of 2 with two
 hints), does the first task and a wrong second one whose output is markup
-(its hint shows it as text), fixes it and sees "2 of 2".  Screenshots of the
+(its hint shows it as text), fixes it and sees "2 of 2"; then opens the original's full-window page
+(``launch_new_window``) on the same lab.  Screenshots of the
 unit go to the test output directory.  Stopping the demo must stop every process it started,
 lab hosts included.
 
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -64,11 +66,24 @@ def lab_hosts(var: str) -> list[int]:
 def demo(tmp_path):
     require_browser()
     var = str(tmp_path / "var")
+    # Not under tmp_path (0700): a root worker's labs must be able to pass through to their homes.
+    labs = tempfile.mkdtemp(prefix="hastexo-browser-labs-", dir="/var/tmp")
+    os.chmod(labs, 0o711)
     port, gateway_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HASTEXO_TEST_"))}
     log = open(tmp_path / "demo.out", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, RUN, "--no-venv", "--var", var, "--port", str(port), "--gateway-port", str(gateway_port)],
+        [
+            sys.executable,
+            RUN,
+            "--no-venv",
+            "--var",
+            var,
+            "--labs",
+            labs,
+            *("--port", str(port)),
+            *("--gateway-port", str(gateway_port)),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -85,10 +100,11 @@ def demo(tmp_path):
                 log.close()
                 pytest.fail("the demo did not come up:\n" + (tmp_path / "demo.out").read_text()[-3000:])
             time.sleep(0.3)
-    yield {"url": url, "var": var, "process": process, "output": tmp_path / "demo.out"}
+    yield {"url": url, "var": labs, "process": process, "output": tmp_path / "demo.out"}
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     log.close()
+    shutil.rmtree(labs, ignore_errors=True)
 
 
 def type_command(page, command):
@@ -119,7 +135,8 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        context = browser.new_context(viewport={"width": 1100, "height": 820})
+        page = context.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         started = time.monotonic()
@@ -163,6 +180,23 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
             result = check_progress(page)
             print(f"browser: check progress answered in {time.monotonic() - started_check:.2f} s")
             assert result == {"message": "You completed 2 of 2 tasks.", "hints": []}, result
+
+            # The original's full-window page (launch_new_window): the same lab, alone on its page.
+            handler = page.evaluate(
+                "document.querySelector('[data-block-type=\"hastexo\"]').getAttribute('data-usage')"
+            )
+            window = context.new_page()
+            window.on("pageerror", lambda error: errors.append(str(error)))
+            base = demo["url"].split("/scenario/")[0]
+            window.goto(f"{base}/handler/{handler}/launch_new_window/?student=browser-learner")
+            window.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=30_000)
+            assert window.locator(".hastexo-check-button").count() == 0
+            window.click(".hastexo-terminal")
+            window.keyboard.type("cat notes.txt\n")
+            window_rows = "document.querySelector('.hastexo-terminal .xterm-rows')"
+            window.wait_for_function(f"/^I was here\\s*$/m.test({window_rows}.innerText)", timeout=15_000)
+            window.screenshot(path=os.path.join(output_dir, "browser-launch-new-window.png"))
+            window.close()
         finally:
             page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-linux-basics.png"))
             browser.close()
@@ -177,3 +211,42 @@ def test_learner_gets_a_shell_prompt_and_types(demo, output_dir):
     while lab_hosts(demo["var"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert lab_hosts(demo["var"]) == []
+
+
+def test_a_german_learner_sees_german(demo, output_dir):
+    """Accept-Language de: the page, the progress bar (server phases and the page's own) and a check result."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="de-DE", viewport={"width": 1100, "height": 820})
+        # Every text the progress bar shows, from the first paint on.
+        context.add_init_script(
+            "window.phases = []; new MutationObserver(() => {"
+            " const p = document.querySelector('.hastexo-phase');"
+            " if (p && window.phases[window.phases.length - 1] !== p.textContent) window.phases.push(p.textContent);"
+            "}).observe(document, {subtree: true, childList: true, characterData: true});"
+        )
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(demo["url"] + "?student=lernende")
+            page.evaluate(
+                "document.querySelectorAll('body *').forEach((el) => {"
+                " if (['fixed', 'sticky'].includes(getComputedStyle(el).position)) el.style.position = 'static'; })"
+            )
+            assert page.locator(".hastexo-reset").inner_text() == "Lab zurücksetzen"
+            assert page.locator(".hastexo-check-button").inner_text() == "Fortschritt prüfen"
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=60_000)
+            phases = page.evaluate("window.phases")
+            # From the page's own catalog (HastexoXBlockI18N) and from the server's phase texts; none in English.
+            assert "Verbindung zu Ihrem Lab wird hergestellt …" in phases, phases
+            assert {"Warten auf einen Worker …", "Ihr Lab wird gestartet …"} & set(phases), phases
+            assert not [phase for phase in phases if "lab" in phase.split()], phases
+            result = check_progress(page)
+            assert result["message"] == "Sie haben 0 von 2 Aufgaben erledigt.", result  # the server, in German
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-german.png"))
+        finally:
+            browser.close()
+    assert errors == []

@@ -134,7 +134,7 @@ def test_a_lost_check_ends_with_a_message_and_frees_the_learner(queued):
     block, _stack = up_block("lost")
     first = call(block, "check_progress")[1]
     Check.objects.filter(pk=first["id"]).update(deadline=timezone.now() - timedelta(seconds=1))
-    body = call(block, "get_check_status")[1]
+    body = call(block, "check_status")[1]
     assert body["status"] == "error" and "did not finish in time" in body["error_msg"]
     again = call(block, "check_progress")[1]
     assert again["status"] == "pending" and again["id"] != first["id"]
@@ -164,7 +164,7 @@ def test_a_finished_check_is_scored_and_graded_once(queued):
     events = recording(block)
     check_id = call(block, "check_progress")[1]["id"]
     finish(check_id, RESULTS)
-    body = call(block, "get_check_status")[1]
+    body = call(block, "check_status")[1]
     assert body == {
         "status": "done",
         "id": check_id,
@@ -173,10 +173,11 @@ def test_a_finished_check_is_scored_and_graded_once(queued):
         "message": "You completed 1 of 2 tasks.",
         "hints": ["fix it"],
     }
-    call(block, "get_check_status")
-    assert grades(events) == [(1.0, 2.0)]
-    assert block.score == {"raw_earned": 1.0, "raw_possible": 2.0}
-    assert block.get_score() == (1.0, 2.0) and block.max_score() == 2.0 and block.has_submitted_answer()
+    call(block, "check_status")
+    # The original's scale: weight (1 by default) is the maximum; 1 of 2 tests earns half of it.
+    assert grades(events) == [(0.5, 1.0)]
+    assert block.score == {"raw_earned": 0.5, "raw_possible": 1.0}
+    assert block.get_score() == (0.5, 1.0) and block.max_score() == 1.0 and block.has_submitted_answer()
 
 
 def test_a_check_finished_after_the_learner_left_is_graded_when_they_return(queued):
@@ -185,10 +186,10 @@ def test_a_check_finished_after_the_learner_left_is_graded_when_they_return(queu
     finish(check_id, RESULTS)
     events = recording(block)
     frag = block.student_view({})
-    assert grades(events) == [(1.0, 2.0)]
+    assert grades(events) == [(0.5, 1.0)]
     assert frag.json_init_args["last_check"]["message"] == "You completed 1 of 2 tasks."  # shown on return
     block.student_view({})
-    assert grades(events) == [(1.0, 2.0)]
+    assert grades(events) == [(0.5, 1.0)]
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,7 @@ def test_feedback_and_hints_follow_the_authors_choice(queued, attributes, expect
     block, _stack = up_block("quiet", lab_xml(TEST_NOTES, TEST_SCRIPT, extra=attributes))
     check_id = call(block, "check_progress")[1]["id"]
     finish(check_id, RESULTS)
-    body = call(block, "get_check_status")[1]
+    body = call(block, "check_status")[1]
     assert set(body) - {"status", "id"} == expected
 
 
@@ -242,7 +243,7 @@ def check(block, timeout=60):
     while body["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, "the check did not finish"
         time.sleep(0.1)
-        body = call(block, "get_check_status")[1]
+        body = call(block, "check_status")[1]
     return body
 
 
@@ -259,14 +260,14 @@ def test_check_progress_through_a_real_worker(check_worker):
     assert body["hints"] == ["There is no answer.txt yet.", "hello.sh does not print Hello <script>alert(1)</script>"]
 
     assert run_ssh(stack, "echo mine > answer.txt")[0] == 0
-    assert (check(block)["pass"], block.score) == (1, {"raw_earned": 1.0, "raw_possible": 2.0})
+    assert (check(block)["pass"], block.score) == (1, {"raw_earned": 0.5, "raw_possible": 1.0})
 
     assert run_ssh(stack, "printf '#!/bin/sh\\necho Hello\\n' > hello.sh; chmod +x hello.sh")[0] == 0
     body = check(block)
     assert (body["pass"], body["total"], body["hints"]) == (2, 2, [])
     assert body["message"] == "You completed 2 of 2 tasks."
-    assert grades(events) == [(0.0, 2.0), (1.0, 2.0), (2.0, 2.0)]
-    assert block.get_score() == (2.0, 2.0)
+    assert grades(events) == [(0.0, 1.0), (0.5, 1.0), (1.0, 1.0)]
+    assert block.get_score() == (1.0, 1.0)
     assert stack.private_key.splitlines()[1] not in check_worker.output()
 
 

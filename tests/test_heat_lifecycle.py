@@ -143,7 +143,7 @@ def test_open_suspend_resume_reset_reap_through_a_worker(heat, tmp_path):
         call(block, "get_user_stack_status", {"initialize": True, "reset": True})
         time.sleep(0.5)
         reset = wait_for(stack.pk, states.UP | states.FAILED, timeout=120)
-        assert reset.status == states.CREATE_COMPLETE, reset.error_msg
+        assert reset.status == states.CREATE_COMPLETE, (reset.error_msg, worker.output()[-6000:])
         assert get_provider("heat1", get_settings()["providers"]).get(stack.name).extra["stack_id"] != stack_id
         assert reset.private_key != stack.private_key
 

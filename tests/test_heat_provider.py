@@ -772,3 +772,25 @@ def test_no_suspend_or_resume_of_a_deleted_or_deleting_stack(monkeypatch, status
     for action in (provider.suspend, provider.resume):
         result = action("hx-gone")
         assert result.status == (expected or status)
+
+
+def test_create_over_a_name_a_deleted_stack_still_holds_is_retried(monkeypatch) -> None:
+    # Seen against the real Heat in a reset: the old stack reads DELETE_COMPLETE, yet creating
+    # its successor under the same name got a 409 for a moment.  That must not end the launch
+    # as "DELETE_COMPLETE": it is a transient error, which the lifecycle retries.
+    provider = HeatProvider("reset", BASE_CONFIG)
+    conflict = heat_exc.HTTPConflict(b'{"error": {"message": "The Stack (hx-reset) already exists."}}')
+
+    def create(**fields: Any) -> None:
+        raise conflict
+
+    heat = SimpleNamespace(stacks=SimpleNamespace(get=lambda name: _heat_stack("DELETE_COMPLETE", {}), create=create))
+    monkeypatch.setattr(provider, "_client", lambda: heat)
+    with pytest.raises(TransientProviderError, match="still held by a deleted stack"):
+        provider.create("hx-reset", "heat_template_version: 2018-08-31\nresources: {}\n")
+    # A stack that really exists is reported as it is.
+    heat.stacks.get = lambda name: _heat_stack("CREATE_IN_PROGRESS", {})
+    monkeypatch.setattr(provider, "_progress", lambda *args: None)
+    assert provider.create("hx-reset", "heat_template_version: 2018-08-31\nresources: {}\n").status == (
+        states.CREATE_IN_PROGRESS
+    )

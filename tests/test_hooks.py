@@ -55,18 +55,32 @@ def lines(record):
     return record.read_text().split("\n")[:-1] if record.exists() else []
 
 
+ALL_EVENTS = {"suspend": True, "resume": True, "delete": True}
+
+
 def test_each_event_runs_the_hook_with_its_name(lab_files):
-    status, pk = launch()
+    status, pk = launch(events=ALL_EVENTS)
     assert status == states.CREATE_COMPLETE and lines(lab_files) == []  # no hook on create
     assert suspend(pk) == states.SUSPEND_COMPLETE
     assert lines(lab_files) == ["suspend ready"]
-    assert launch()[0] == states.RESUME_COMPLETE
+    assert launch(events=ALL_EVENTS)[0] == states.RESUME_COMPLETE
     assert lines(lab_files) == ["suspend ready", "resume ready"]
     assert suspend(pk) == states.SUSPEND_COMPLETE
     # The reaper deletes a suspended lab: it is woken for its delete hook first.
     assert delete(pk) == states.DELETE_COMPLETE
     assert lines(lab_files) == ["suspend ready", "resume ready", "suspend ready", "delete ready"]
     assert Stack.objects.get(pk=pk).provider == ""
+
+
+def test_a_hook_script_without_hook_events_runs_on_no_event(lab_files):
+    """The original's meaning: hook_events empty (or an event left out) runs no hook."""
+    status, pk = launch(events={})
+    suspend(pk)
+    launch(events={"suspend": True})  # resume and delete left out: off
+    transition(pk, states.SUSPEND_PENDING)
+    lifecycle.suspend(pk)
+    delete(pk)
+    assert status == states.CREATE_COMPLETE and lines(lab_files) == ["suspend ready"]
 
 
 def test_hook_events_choose_the_events(lab_files):
@@ -82,10 +96,10 @@ def test_hook_events_choose_the_events(lab_files):
 
 @pytest.mark.parametrize("hook", ["failing.sh", "hanging.sh", "missing.sh"])
 def test_a_failing_hook_never_blocks_the_lifecycle(lab_files, hook, caplog):
-    status, pk = launch(hook=hook, learner=f"l-{hook}")
+    status, pk = launch(hook=hook, events=ALL_EVENTS, learner=f"l-{hook}")
     assert status == states.CREATE_COMPLETE
     assert suspend(pk) == states.SUSPEND_COMPLETE
-    assert launch(hook=hook, learner=f"l-{hook}")[0] == states.RESUME_COMPLETE
+    assert launch(hook=hook, events=ALL_EVENTS, learner=f"l-{hook}")[0] == states.RESUME_COMPLETE
     assert suspend(pk) == states.SUSPEND_COMPLETE
     assert delete(pk) == states.DELETE_COMPLETE
     expected = {

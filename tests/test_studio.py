@@ -102,7 +102,7 @@ def test_the_author_view_shows_problems():
 
 
 def test_html_is_always_offered_as_a_child_type():
-    assert make_block("author").allowed_nested_blocks[0] == "html"
+    assert make_block("author").allowed_nested_blocks[0].category == "html"
 
 
 @pytest.mark.parametrize("layout", ["above", "below", "left", "right"])

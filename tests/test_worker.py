@@ -177,22 +177,34 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
     labs.status(stack, SPEC, initialize=True)
     stack = wait_for(stack.pk, states.UP | states.FAILED)
     assert stack.status == states.CREATE_COMPLETE, stack.error_msg
-    _code, out = run_ssh(stack, "echo kept > work.txt; nohup sleep 1000 >/dev/null 2>&1 & echo $!")
-    pid = int(out.strip())
+    counter = "i=0; while :; do i=$((i+1)); echo $i > counter; sleep 0.02; done"
+    _code, out = run_ssh(stack, f"echo kept > work.txt; nohup sh -c '{counter}' >/dev/null 2>&1 & echo $!")
+    pid = int(out.strip())  # as the lab sees it
+    home = get_provider("default", get_settings()["providers"]).get(stack.name).extra["home"]
+
+    def count() -> int:
+        with open(os.path.join(home, "counter")) as handle:
+            return int(handle.read().strip() or 0)
+
+    deadline = time.monotonic() + 10
+    while not (os.path.exists(os.path.join(home, "counter")) and count() > 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     # The learner leaves: the suspender finds the stack due and a worker suspends it.
     Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
     assert jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk)) == 1
     stack = wait_for(stack.pk, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED})
     assert stack.status == states.SUSPEND_COMPLETE
-    with open(f"/proc/{pid}/stat") as handle:
-        assert handle.read().rsplit(")", 1)[1].split()[0] == "T"  # the background job is stopped too
+    # The background job is suspended too: its counter stands still.
+    stood = count()
+    time.sleep(0.4)
+    assert count() == stood
 
     # The learner comes back: the same stack resumes.
     labs.status(stack, SPEC, initialize=True)
     stack = wait_for(stack.pk, states.UP | states.FAILED)
     assert stack.status == states.RESUME_COMPLETE, stack.error_msg
-    assert run_ssh(stack, f"cat work.txt; kill -0 {pid} && echo alive") == (0, "kept\nalive\n")
+    assert run_ssh(stack, f"cat work.txt; kill -0 {pid} && echo alive; kill {pid}") == (0, "kept\nalive\n")
     assert get_provider("default", get_settings()["providers"]).list() == [stack.name]
 
 

@@ -16,8 +16,10 @@ Uses only the standard library until it re-executes itself inside the venv.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -66,18 +68,68 @@ def wait_for_http(url: str, timeout: float) -> bool:
     return False
 
 
+def choose_sandbox() -> str:
+    """``auto`` when this machine can sandbox labs (the demo then always does); else ``none``, said loudly."""
+    from hastexo_xblock.providers.local.config import SandboxSettings
+    from hastexo_xblock.providers.local.probe import probe
+
+    settings = SandboxSettings()
+    caps = probe(settings)
+    missing = caps.missing(settings)
+    if missing:
+        say("WARNING: this machine cannot sandbox labs: " + "; ".join(missing))
+        say("WARNING: the demo's labs run WITHOUT ISOLATION: a learner's shell can reach this machine.")
+        say("Install bubblewrap (apt-get install bubblewrap) and start the demo again to sandbox them.")
+        return "none"
+    unenforced = caps.unenforced(settings)
+    say(
+        "labs run sandboxed: namespaces of their own, no network, a user of their own"
+        + (" (as root)" if os.geteuid() == 0 else "")
+    )
+    if unenforced:
+        say("not enforced on this machine: " + "; ".join(unenforced))
+    return "auto"
+
+
+def labs_dir(var: str) -> str:
+    """Where the demo's labs live: ``var/labs``, unless a root worker's labs could not reach it.
+
+    As root, every lab runs as a user of its own, which must pass through each
+    directory above its home; a checkout under /root (0700) does not allow
+    that, so the labs then live under /var/lib/hastexo_xblock/demo/.
+    """
+    default = os.path.join(var, "labs")
+    if os.geteuid() != 0:
+        return default
+    current = os.path.dirname(var)
+    while current != os.path.dirname(current):
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            digest = hashlib.sha256(var.encode()).hexdigest()[:12]
+            return os.path.join("/var/lib/hastexo_xblock/demo", digest, "labs")
+        current = os.path.dirname(current)
+    return default
+
+
 def run(args: argparse.Namespace) -> int:
+    # The database, the secret key, the logs and the broker's files are the demo's alone.
+    os.umask(0o077)
     var = os.path.abspath(args.var)
+    os.makedirs(var, exist_ok=True)
+    labs = os.path.abspath(args.labs) if args.labs else labs_dir(var)
+    if labs.startswith(var + os.sep):
+        # The labs' users pass through to their homes; nothing here can be listed.
+        os.chmod(var, 0o711)  # noqa: S103
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="hastexo_xblock.demo.settings",
         HASTEXO_DEMO_DIR=var,
+        HASTEXO_DEMO_LABS=labs,
+        HASTEXO_DEMO_SANDBOX=choose_sandbox(),
         HASTEXO_GATEWAY_PORT=str(args.gateway_port),
         PYTHONUNBUFFERED="1",
     )
     if args.suspend_timeout:
         env["HASTEXO_DEMO_SUSPEND_TIMEOUT"] = str(args.suspend_timeout)
-    os.makedirs(var, exist_ok=True)
     python = sys.executable
     say("migrating the database")
     subprocess.run([python, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], check=True, env=env, cwd=var)
@@ -161,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
             f"\n  hastexo_xblock demo is running.\n\n"
             f'  Open the "Linux basics" lab:  {url}\n'
             f"  (as another learner: {url}?student=alice)\n\n"
+            f"  Labs: {labs}\n"
             f"  Logs: {logs}    Stop: Ctrl-C\n",
             flush=True,
         )
@@ -191,6 +244,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000, help="workbench port (8000)")
     parser.add_argument("--gateway-port", type=int, default=8001, help="gateway port (8001)")
     parser.add_argument("--var", default=os.path.join(PROJECT, "var"), help="state directory (./var)")
+    parser.add_argument("--labs", help="where the labs live (var/labs)")
     parser.add_argument("--suspend-timeout", type=int, default=0, help="idle seconds before a lab is suspended")
     parser.add_argument("--no-venv", action="store_true", help="run with this Python (the project installed)")
     args = parser.parse_args()

@@ -34,6 +34,13 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 TIME_ZONE = "UTC"
 # djpyfs (listed by the workbench) does not load on Django 5.2 and is not used.
 INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "djpyfs"] + ["hastexo_xblock"]  # noqa: F405
+# Learners get the page in their browser's language (Accept-Language), as in the LMS.
+MIDDLEWARE = list(MIDDLEWARE)  # noqa: F405
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
+    "django.middleware.locale.LocaleMiddleware",
+)
+USE_I18N = True
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
@@ -52,9 +59,9 @@ XBLOCK_SETTINGS = {
         "providers": {
             "default": {
                 "type": "local",
-                "root": os.path.join(VAR, "labs"),
-                # Lab shells must not see the demo's database, broker or secret key.
-                "hidden_paths": [VAR],
+                "root": os.environ.get("HASTEXO_DEMO_LABS") or os.path.join(VAR, "labs"),
+                # run.py chooses "auto" whenever this machine can sandbox labs.
+                "sandbox": os.environ.get("HASTEXO_DEMO_SANDBOX", "auto"),
             }
         },
         "gateway_url": f"ws://127.0.0.1:{GATEWAY_PORT}/ws",

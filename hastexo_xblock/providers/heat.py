@@ -760,8 +760,16 @@ class HeatProvider(Provider):
                 f"create stack {name}", lambda: heat.stacks.create(**fields), bad_request=TemplateError, secrets=secrets
             )
         except _Conflict:
+            current = self.get(name)
+            if current.status == states.DELETE_COMPLETE:
+                # The name is still held by a stack Heat has just deleted (a
+                # reset creates the new stack right after the old one is
+                # gone); this is not "exists already": try again shortly.
+                raise TransientProviderError(
+                    f"provider {self.name!r}: the name {name} is still held by a deleted stack"
+                ) from None
             log.info("provider %s: stack %s exists already; reporting it", self.name, name)
-            return self.get(name)
+            return current
         except TransientProviderError:
             # Heat may have created the stack before the error (a read time-out): keep
             # the keypair its servers may still need; a retry replaces it anyway.

@@ -16,17 +16,15 @@
 (function () {
   'use strict';
 
-  const _ = (s) => (window.gettext ? window.gettext(s) : s);
+  // The block's own catalog (i18n_js_namespace, loaded before this file), else the page's, else English.
+  const i18n = window.HastexoXBlockI18N || window;
+  const _ = (s) => (i18n.gettext ? i18n.gettext(s) : s);
   const ngettext = (singular, plural, n) => (
-    window.ngettext ? window.ngettext(singular, plural, n) : (n === 1 ? singular : plural)
+    i18n.ngettext ? i18n.ngettext(singular, plural, n) : (n === 1 ? singular : plural)
   );
-  const interpolate = (fmt, values) => (
-    window.interpolate
-      ? window.interpolate(fmt, values, true)
-      : fmt.replace(/%\((\w+)\)s/g, (match, key) => (
-        Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match
-      ))
-  );
+  const interpolate = (fmt, values) => fmt.replace(/%\((\w+)\)s/g, (match, key) => (
+    Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : match
+  ));
 
   // Websocket close codes used by the lab gateway.
   const CLOSE_NORMAL = 1000;
@@ -145,7 +143,9 @@
       },
       fontFamily: fontFamily(term.font_name || 'monospace'),
       fontSize: fontSizePx(term.font_size),
-      theme: COLOR_SCHEMES[scheme],
+      // A custom scheme (the original's Guacamole format) arrives as a theme the server made: #rrggbb only.
+      theme: term.theme && typeof term.theme === 'object'
+        ? Object.assign({}, COLOR_SCHEMES[DEFAULT_SCHEME], term.theme) : COLOR_SCHEMES[scheme],
       readOnly: !!c.read_only,
       hidden: !!c.hidden,
       fullscreen: !!c.enable_fullscreen,
@@ -615,7 +615,7 @@
     async pollCheck(gen) {
       let data;
       try {
-        data = await this.post('get_check_status', {});
+        data = await this.post('check_status', {});
       } catch (err) {
         if (gen !== this.checkGen || this.destroyed) {
           return;

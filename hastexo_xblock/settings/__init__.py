@@ -1,0 +1,1 @@
+"""Settings the LMS and Studio load through the plugin machinery (``apps.HastexoXBlockConfig.plugin_app``)."""
