@@ -4,7 +4,8 @@
 #
 # `make test` installs the system packages the tests drive (Chromium,
 # bubblewrap and slirp4netns for the local labs' sandbox, TigerVNC, twm and
-# xterm for their desktops, the MariaDB client headers, gettext) when run as root, creates .venv from the pinned
+# xterm for their desktops, OpenSSH's sshd for the gateway benchmarks, the MariaDB client headers,
+# gettext) when run as root, creates .venv from the pinned
 # requirements and .venv-tutor with the real Tutor, lints, runs the whole
 # suite on SQLite, the local provider's tests again as an unprivileged
 # worker, the database tests again on every database in
@@ -15,7 +16,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
-	tigervnc-standalone-server twm xterm x11-xkb-utils xfonts-base x11-utils
+	tigervnc-standalone-server twm xterm x11-xkb-utils xfonts-base x11-utils openssh-server
 TUTOR_VENV ?= .venv-tutor
 # Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
 PLATFORM_RELEASES ?= ulmo sumac
@@ -23,7 +24,7 @@ export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 export HASTEXO_TUTOR ?= $(CURDIR)/$(TUTOR_VENV)/bin/tutor
 
 .PHONY: test lint test-suite test-local-unprivileged test-databases test-pins venv tutor-venv system-deps demo \
-	vendor requirements clean extract_translations compile_translations translations-de
+	vendor requirements clean extract_translations compile_translations translations-de gateway-benchmarks gateway-profile
 
 test: system-deps venv tutor-venv lint test-suite test-local-unprivileged test-databases test-pins
 
@@ -94,6 +95,16 @@ compile_translations: venv
 
 demo:
 	$(PYTHON) hastexo_xblock/demo/run.py
+
+# The gateway against webssh and direct SSH on one OpenSSH sshd (about 30 min; the README's
+# table quotes its output, test-output/benchmarks/gateway-sweep.json). The suite runs a reduced one.
+gateway-benchmarks: venv
+	$(PY) -m tests.gatewaybench.sweep
+
+# py-spy profiles of the gateway under 200 typing sessions and under bulk output (test-output/profiles/).
+gateway-profile: venv
+	$(PY) -m tests.gatewaybench.profile --scenario typing --sessions 200
+	$(PY) -m tests.gatewaybench.profile --scenario bulk --sessions 1
 
 vendor:
 	bash hastexo_xblock/static/vendor/build.sh

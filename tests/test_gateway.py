@@ -42,16 +42,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from hastexo_xblock import conf, states
 from hastexo_xblock.gateway import asgi, tickets
 from hastexo_xblock.gateway.activity import ActivityTracker, tracker
+from hastexo_xblock.gateway.serve import uvicorn_options
 from hastexo_xblock.models import Stack, UsedTicket
 
 pytestmark = [
     pytest.mark.db,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(60),
-    # uvicorn's "websockets" implementation is built on websockets' deprecated legacy API.
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.legacy.*"),
-    pytest.mark.filterwarnings("ignore:websockets.legacy is deprecated:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:The `websockets` implementation is deprecated"),
 ]
 
 PROMPT = b"lab$ "
@@ -271,9 +268,8 @@ class Gateway:
 
 @pytest.fixture
 def gateway(transactional_db: None) -> Iterator[Gateway]:
-    config = uvicorn.Config(
-        asgi.application, host="127.0.0.1", port=0, ws="websockets", lifespan="on", log_level="warning"
-    )
+    # The production settings (uvloop, websockets-sansio, no deflate, …), on a free port.
+    config = uvicorn.Config(asgi.application, host="127.0.0.1", port=0, **uvicorn_options(log_level="warning"))
     server = uvicorn.Server(config)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), name="test-gateway")
@@ -463,9 +459,12 @@ def test_resize_and_disconnect_closes_ssh(gateway: Gateway, lab: LabServer, keys
         await term.type("stty size\r")
         await term.expect_output(rb"[\r\n]30 100\r\n", start=mark)
 
-        # Out-of-bounds and malformed control messages are ignored, the session lives on.
-        for junk in ('{"type":"resize","cols":0,"rows":5000}', "not json", "[1,2]", '{"type":"nope"}'):
-            await ws.send(junk)
+        # Out-of-bounds sizes are clamped to 1..1000.
+        await term.control({"type": "resize", "cols": 0, "rows": 5000})
+        await term.sync()
+        mark = len(term.output)
+        await term.type("stty size\r")
+        await term.expect_output(rb"[\r\n]1000 1\r\n", start=mark)
         await term.control({"type": "resize", "cols": 123, "rows": 45})
         await term.sync()
         mark = len(term.output)
@@ -477,6 +476,62 @@ def test_resize_and_disconnect_closes_ssh(gateway: Gateway, lab: LabServer, keys
     asyncio.run(scenario())
     # The browser left: the gateway closed the SSH channel, so the lab's shell ended.
     wait_for(lambda: lab.active == 0)
+
+
+BAD_CONTROL_MESSAGES = [
+    pytest.param("[" * 100_000, 1009, True, id="100k-brackets"),
+    pytest.param("[" * 1000, 1008, True, id="deep-nesting-under-the-size-limit"),
+    pytest.param('{"type":"resize","cols":80,"rows":24,"pad":"' + "x" * 2000 + '"}', 1009, True, id="long"),
+    pytest.param("not json", 1008, True, id="not-json"),
+    pytest.param("[1,2]", 1008, True, id="a-list"),
+    pytest.param("null", 1008, True, id="null"),
+    pytest.param('{"type":"nope"}', 1008, True, id="unknown-type"),
+    pytest.param('{"type":["ping"]}', 1008, True, id="list-type"),
+    pytest.param('{"type":"resize","cols":"80","rows":24}', 1008, True, id="string-size"),
+    pytest.param('{"type":"resize","cols":80.5,"rows":24}', 1008, True, id="float-size"),
+    pytest.param('{"type":"resize","cols":true,"rows":24}', 1008, True, id="bool-size"),
+    pytest.param('{"type":"resize","cols":NaN,"rows":24}', 1008, True, id="nan"),
+    pytest.param('{"type":"resize","cols":1e309,"rows":24}', 1008, True, id="infinity"),
+    pytest.param('{"type":"resize","cols":80}', 1008, True, id="missing-field"),
+    pytest.param('{"type":"ping","extra":1}', 1008, True, id="extra-field"),
+    pytest.param('{"type":"ping","type":"ping"}', 1008, True, id="duplicate-key"),
+    # Larger than the server's websocket message limit: uvicorn itself refuses it.
+    pytest.param(b"x" * (1024 * 1024 + 1), 1009, False, id="input-over-1MiB"),
+]
+
+
+@pytest.mark.parametrize(("junk", "code", "told"), BAD_CONTROL_MESSAGES)
+def test_bad_messages_close_with_a_documented_code(
+    gateway: Gateway, lab: LabServer, keys: Keys, junk: str | bytes, code: int, told: bool
+) -> None:
+    """Every malformed message ends that session with its protocol close code, never a crashed task."""
+    from hastexo_xblock.gateway.protocol import ACTIONS
+
+    assert ACTIONS[code] == "give_up"  # documented, and the browser will not repeat it
+    stack = make_stack(keys, lab)
+    other = make_stack(keys, lab, name="stack-b", learner="learner-b")
+
+    async def scenario() -> None:
+        bystander = await open_terminal(gateway, ticket_for(other))
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        await term.ws.send(junk)
+        assert await term.expect_close() == code
+        if told:
+            assert term.messages[-1] == {
+                "type": "error",
+                "message": "The browser sent a message the gateway does not understand.",
+            }
+        # Another session of the same gateway is untouched.
+        await bystander.expect_output(re.escape(PROMPT))
+        await bystander.type("echo $((6*7))\r")
+        await bystander.expect_output(rb"[\r\n]42\r\n")
+        await bystander.ws.close()
+
+    asyncio.run(scenario())
+    # Both shells are gone again: the bad session's SSH channel was closed too.
+    wait_for(lambda: lab.active == 0)
+    assert tracker.session_count == 0
 
 
 def test_lost_connection_is_an_error(gateway: Gateway, lab: LabServer, keys: Keys) -> None:
@@ -603,7 +658,7 @@ def test_host_key_pinning(gateway: Gateway, lab: LabServer, keys: Keys, caplog: 
     async def scenario() -> None:
         sessions = lab.sessions
         term = await open_terminal(gateway, ticket_for(impostor), expect="")
-        assert await term.expect_close() == 1011
+        assert await term.expect_close() == 4011  # IDENTITY_CHANGED: the browser does not retry
         assert term.messages[-1] == {
             "type": "error",
             "message": "The lab's identity has changed; the connection was refused.",
@@ -611,7 +666,7 @@ def test_host_key_pinning(gateway: Gateway, lab: LabServer, keys: Keys, caplog: 
 
         connections = lab.connections
         term = await open_terminal(gateway, ticket_for(unpinned), expect="")
-        assert await term.expect_close() == 1011
+        assert await term.expect_close() == 4011  # IDENTITY_CHANGED: the browser does not retry
         assert term.messages[-1] == {"type": "error", "message": "Could not connect to the lab."}
         assert lab.connections == connections, "connected to a lab without a pinned host key"
         assert lab.sessions == sessions
@@ -709,7 +764,7 @@ def test_other_endpoint_must_present_the_pinned_host_key(
 
     async def scenario() -> None:
         term = await open_terminal(gateway, ticket_for(stack, port=impostor_lab.port), expect="")
-        assert await term.expect_close() == 1011
+        assert await term.expect_close() == 4011
         assert term.messages[-1] == {
             "type": "error",
             "message": "The lab's identity has changed; the connection was refused.",

@@ -84,3 +84,90 @@ def test_reuse_is_rejected_by_the_consumer():
 def test_garbage_is_rejected(token):
     with pytest.raises(tickets.TicketError):
         tickets.verify(SECRET, token)
+
+
+# --- the payload's schema: signed is not the same as well-formed --------------------------
+
+
+def forge(payload: str) -> str:
+    """A correctly signed ticket around an arbitrary JSON text (what a buggy minter could issue)."""
+    body = tickets._b64(payload.encode())
+    return f"{body}.{tickets._sign(SECRET, body)}"
+
+
+def good_payload(**changes):
+    import json
+
+    values = {
+        "v": 1,
+        "stack_id": 7,
+        "stack_name": "hx-c-l",
+        "learner": "anon1",
+        "protocol": "ssh",
+        "port": None,
+        "read_only": False,
+        "expires": time.time() + 30,
+        "ticket_id": "abcdefghijklmnopqrstuv",
+        "actor": "anon1",
+    }
+    values.update(changes)
+    return json.dumps({k: v for k, v in values.items() if v is not ...})
+
+
+def test_a_forged_well_formed_payload_verifies():
+    # The baseline for the cases below: only the one changed field makes them fail.
+    assert tickets.verify(SECRET, forge(good_payload())).stack_id == 7
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(good_payload(stack_id="7"), id="string-stack-id"),
+        pytest.param(good_payload(stack_id=True), id="bool-stack-id"),
+        pytest.param(good_payload(stack_id=0), id="zero-stack-id"),
+        pytest.param(good_payload(stack_id=2**64), id="huge-stack-id"),
+        pytest.param(good_payload(stack_id=7.0), id="float-stack-id"),
+        pytest.param(good_payload(ticket_id=["abcdefghijklmnopqrstuv"]), id="list-ticket-id"),
+        pytest.param(good_payload(ticket_id="short"), id="short-ticket-id"),
+        pytest.param(good_payload(ticket_id="a b" * 10), id="ticket-id-charset"),
+        pytest.param(good_payload(stack_name=""), id="empty-name"),
+        pytest.param(good_payload(stack_name="n" * 256), id="long-name"),
+        pytest.param(good_payload(learner=None), id="null-learner"),
+        pytest.param(good_payload(actor=5), id="int-actor"),
+        pytest.param(good_payload(protocol="SSH"), id="protocol-case"),
+        pytest.param(good_payload(protocol=""), id="empty-protocol"),
+        pytest.param(good_payload(port=0), id="port-0"),
+        pytest.param(good_payload(port=70000), id="port-70000"),
+        pytest.param(good_payload(port="22"), id="string-port"),
+        pytest.param(good_payload(port=True), id="bool-port"),
+        pytest.param(good_payload(read_only="false"), id="string-read-only"),
+        pytest.param(good_payload(read_only=0), id="int-read-only"),
+        pytest.param(good_payload(expires="soon"), id="string-expires"),
+        pytest.param(good_payload(expires=True), id="bool-expires"),
+        pytest.param(good_payload().replace('"expires": ', '"expires": NaN, "x": '), id="nan-expires"),
+        pytest.param(good_payload().replace('"expires": ', '"expires": Infinity, "x": '), id="infinite-expires"),
+        pytest.param(good_payload(v=True), id="bool-version"),
+        pytest.param(good_payload(v=2), id="version-2"),
+        pytest.param(good_payload(v=...), id="no-version"),
+        pytest.param(good_payload(actor=...), id="missing-field"),
+        pytest.param(good_payload(admin=True), id="extra-field"),
+        pytest.param(good_payload()[:-1] + ', "stack_id": 8}', id="duplicate-key"),
+        pytest.param("[" * 2000, id="deep-nesting"),
+        pytest.param("[1, 2]", id="a-list"),
+        pytest.param("null", id="null"),
+    ],
+)
+def test_payloads_outside_the_schema_are_rejected(payload):
+    token = forge(payload)
+    assert len(token) <= 4096  # reaches the parser
+    with pytest.raises(tickets.TicketError, match=r"malformed ticket payload|ticket version"):
+        tickets.verify(SECRET, token)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"stack_id": "7"}, {"port": 0}, {"port": "22"}, {"protocol": "ssh\n"}, {"learner": ""}, {"stack_name": 5}],
+)
+def test_mint_refuses_values_outside_the_schema(overrides):
+    with pytest.raises(tickets.TicketError):
+        mint(**overrides)

@@ -148,15 +148,11 @@ def run(args: argparse.Namespace) -> int:
         "gateway": [
             python,
             "-m",
-            "uvicorn",
-            "hastexo_xblock.gateway.asgi:application",
+            "hastexo_xblock.gateway",  # uvicorn with the gateway's measured settings
             "--host",
             args.host,
             "--port",
             str(args.gateway_port),
-            "--ws",
-            "websockets",
-            "--no-access-log",
             "--log-level",
             "warning",
         ],

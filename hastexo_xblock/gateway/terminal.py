@@ -32,6 +32,7 @@ from collections.abc import Callable
 import asyncssh
 
 from ..remote import SSHTarget
+from .transport import CoalescingConnector
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,20 @@ CONNECT_TIMEOUT = 10.0
 SESSION_TIMEOUT = 10.0
 TERM_TYPE = "xterm-256color"
 DEFAULT_SIZE = (80, 24)
-#: Largest chunk read from the shell at a time (one websocket frame at most this big).
-READ_SIZE = 64 * 1024
+#: Output buffered for the reader beyond which the SSH channel stops delivering (and, once
+#: its window is used up, the lab stops sending): the gateway never holds more than this plus
+#: one SSH window (2 MiB) per session, however slowly the browser reads.
+HIGH_WATER = 256 * 1024
+#: Ciphers preferred, fastest first on hardware with AES instructions (AES-GCM runs in
+#: OpenSSL; chacha20-poly1305, asyncssh's default first choice, costs more CPU per packet
+#: here).  The server picks from this list, so any server that offers one of them works.
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
 #: Detect a lab that vanished without closing TCP (suspended VM, network cut).
 KEEPALIVE_INTERVAL = 30
 KEEPALIVE_COUNT_MAX = 3
@@ -90,24 +103,105 @@ def pinned_host_keys(text: str) -> list[asyncssh.SSHKey]:
     return keys
 
 
+class _ShellSession(asyncssh.SSHClientSession[bytes]):
+    """Receives the shell's output by callback into one buffer (no stream, no per-chunk task).
+
+    asyncssh calls :meth:`data_received` from its packet handling; the buffer is
+    handed out whole by :meth:`Terminal.read`, so many SSH packets become one
+    read.  Above :data:`HIGH_WATER` the channel is paused until the next read: asyncssh then stops
+    granting window to the server, which is the end-to-end backpressure.
+    """
+
+    # Hundreds of these live in one process: no per-instance dict, and waiters are
+    # futures made only while someone waits (an asyncio.Event costs a deque each).
+    __slots__ = ("buffer", "channel", "ended", "lost", "paused", "reader", "writer")
+
+    def __init__(self) -> None:
+        self.channel: asyncssh.SSHClientChannel[bytes] | None = None
+        self.buffer = bytearray()
+        #: Set while the reader waits for output / the writer waits for window.
+        self.reader: asyncio.Future[None] | None = None
+        self.writer: asyncio.Future[None] | None = None
+        self.paused = False
+        self.ended = False
+        self.lost = False
+
+    def _wake_reader(self) -> None:
+        if self.reader is not None and not self.reader.done():
+            self.reader.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self.writer is not None and not self.writer.done():
+            self.writer.set_result(None)
+
+    def connection_made(self, channel: asyncssh.SSHClientChannel[bytes]) -> None:  # type: ignore[override]
+        self.channel = channel
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        # stdout and (if a server sends it separately despite the PTY) stderr alike.
+        self.buffer += data
+        if len(self.buffer) >= HIGH_WATER and not self.paused and self.channel is not None:
+            self.paused = True
+            self.channel.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        return False  # let asyncssh close the channel once the server has sent everything
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            logger.warning("SSH session lost: %s", type(exc).__name__)
+            self.lost = True
+        self.ended = True
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        self._wake_writer()
+        self.writer = None
+
+
 class Terminal:
     """An open shell on the lab.  Create with :meth:`open`; always :meth:`close`.
 
-    :meth:`read` and :meth:`write` work on raw bytes; both are meant to be
-    driven by one pump task each.  :meth:`write` waits for the SSH channel's
-    flow control, which is what gives the websocket side backpressure.
+    :meth:`read` and :meth:`write` work on raw bytes; each is meant to be
+    driven by one task.  Flow control runs both ways: output stops being
+    accepted from the lab while the reader does not take it (see
+    :data:`HIGH_WATER`), and :meth:`write` waits while the lab's window is full.
     """
 
     def __init__(
-        self, conn: asyncssh.SSHClientConnection, process: asyncssh.SSHClientProcess, size: tuple[int, int]
+        self,
+        conn: asyncssh.SSHClientConnection,
+        channel: asyncssh.SSHClientChannel[bytes],
+        session: _ShellSession,
+        size: tuple[int, int],
     ) -> None:
         self._conn = conn
-        self._process = process
+        self._channel = channel
+        self._session = session
         self._closed = False
         #: (cols, rows) last requested for the PTY.
         self.size = size
-        #: Set when output ended because the connection failed rather than the shell ending.
-        self.lost = False
+
+    @property
+    def lost(self) -> bool:
+        """Whether output ended because the connection failed rather than the shell ending."""
+        return self._session.lost
+
+    @property
+    def buffered(self) -> int:
+        """Output bytes received from the lab and not yet read."""
+        return len(self._session.buffer)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the channel is paused because the reader is behind."""
+        return self._session.paused
 
     @classmethod
     async def open(
@@ -151,6 +245,11 @@ class Terminal:
                     password=None,
                     kbdint_auth=False,
                     preferred_auth="publickey",
+                    encryption_algs=ENCRYPTION_ALGS,
+                    # One send per loop pass instead of one per SSH packet (see .transport).
+                    tunnel=CoalescingConnector(),
+                    # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
+                    compression_algs=None,
                     connect_timeout=connect_timeout,
                     login_timeout=connect_timeout,
                     keepalive_interval=KEEPALIVE_INTERVAL,
@@ -177,15 +276,13 @@ class Terminal:
 
         cols, rows = size() if callable(size) else size
         try:
-            process = await asyncio.wait_for(
-                conn.create_process(
+            channel, session = await asyncio.wait_for(
+                conn.create_session(
+                    _ShellSession,
                     # No command: the server starts the user's login shell.
                     term_type=TERM_TYPE,
                     term_size=(cols, rows),
                     encoding=None,  # bytes both ways; the browser decodes UTF-8
-                    # A PTY normally merges them already; if a server sends stderr separately anyway,
-                    # an unread stderr buffer would grow and eventually stall the channel.
-                    stderr=asyncssh.STDOUT,
                 ),
                 timeout=SESSION_TIMEOUT,
             )
@@ -196,32 +293,48 @@ class Terminal:
                     f"{target.host}:{target.port}: could not open a shell: {type(error).__name__}"
                 ) from None
             raise
-        return cls(conn, process, (cols, rows))
+        return cls(conn, channel, session, (cols, rows))
 
     async def read(self) -> bytes:
-        """Return the next chunk of terminal output; ``b""`` once the session is over.
+        """Return all terminal output received so far (waiting for some); ``b""`` once the session is over.
 
         After ``b""``, :attr:`lost` tells a dropped connection (keepalive
         timeout, reset) from a shell that ended normally.
         """
-        try:
-            data = await self._process.stdout.read(READ_SIZE)
-        except (asyncssh.Error, OSError) as error:
-            logger.warning("SSH session lost: %s", type(error).__name__)
-            self.lost = True
-            return b""
-        return data or b""
+        session = self._session
+        while not session.buffer:
+            if session.ended:
+                return b""
+            session.reader = asyncio.get_running_loop().create_future()
+            try:
+                await session.reader
+            finally:
+                session.reader = None
+        return self.read_nowait()
+
+    def read_nowait(self) -> bytes:
+        """All output received so far (possibly ``b""``), without waiting."""
+        session = self._session
+        data = bytes(session.buffer)
+        session.buffer.clear()
+        if session.paused and not session.ended:
+            session.paused = False
+            self._channel.resume_reading()  # may deliver buffered data into the buffer at once
+        return data
 
     async def write(self, data: bytes) -> None:
         """Send input bytes to the shell, waiting while the channel's window is full."""
-        if self._closed or not data:
+        if self._closed or not data or self._session.ended:
             return
         try:
-            self._process.stdin.write(data)
-            await self._process.stdin.drain()
+            self._channel.write(data)
         except (asyncssh.Error, OSError, BrokenPipeError) as error:
-            # The output pump notices the end and closes the session.
+            # The output side notices the end and closes the session.
             logger.debug("SSH session write failed: %s", type(error).__name__)
+            return
+        writer = self._session.writer
+        if writer is not None and not self._session.ended:
+            await asyncio.shield(writer)  # shared by nobody else, but a cancelled write must not cancel it
 
     def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (the shell gets SIGWINCH)."""
@@ -229,21 +342,21 @@ class Terminal:
             return
         self.size = (cols, rows)
         try:
-            self._process.change_terminal_size(cols, rows)
+            self._channel.change_terminal_size(cols, rows)
         except (asyncssh.Error, OSError) as error:
             logger.debug("SSH resize failed: %s", type(error).__name__)
 
     @property
     def exit_status(self) -> int | None:
         """The shell's exit status once it has ended, else ``None``."""
-        return self._process.exit_status
+        return self._channel.get_exit_status()
 
     async def close(self) -> None:
         """Close the channel and the connection; safe to call more than once."""
         if self._closed:
             return
         self._closed = True
-        self._process.close()
+        self._channel.close()
         self._conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self._conn.wait_closed(), timeout=5)

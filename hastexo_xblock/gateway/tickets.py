@@ -18,14 +18,20 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 MAX_TTL = 60
 _VERSION = 1
+#: Longest text field (stack names, learner ids) a ticket may carry.
+MAX_TEXT = 255
+_PROTOCOL = re.compile(r"[a-z]{1,16}")
+_TICKET_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class TicketError(Exception):
@@ -58,6 +64,61 @@ class Ticket:
     ticket_id: str
     actor: str = ""
 
+    def __post_init__(self) -> None:
+        _check_schema(self)
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _text(value: Any, *, allow_empty: bool = False) -> bool:
+    return isinstance(value, str) and (allow_empty or value != "") and len(value) <= MAX_TEXT
+
+
+def _check_schema(ticket: Ticket) -> None:
+    """Raise :class:`TicketError` unless every field has exactly its type and range.
+
+    Signed is not the same as well-formed: a ticket minted by a buggy or older
+    LMS must not reach the database queries or the SSH connect with a string
+    id, a list, a port out of range or a NaN expiry.
+    """
+    problems = []
+    if not _whole(ticket.stack_id, 1, 2**63 - 1):
+        problems.append("stack_id")
+    for name in ("stack_name", "learner"):
+        if not _text(getattr(ticket, name)):
+            problems.append(name)
+    if not _text(ticket.actor, allow_empty=True):
+        problems.append("actor")
+    if not isinstance(ticket.protocol, str) or not _PROTOCOL.fullmatch(ticket.protocol):
+        problems.append("protocol")
+    if ticket.port is not None and not _whole(ticket.port, 1, 65535):
+        problems.append("port")
+    if not isinstance(ticket.read_only, bool):
+        problems.append("read_only")
+    expires = ticket.expires
+    if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not math.isfinite(expires) or expires <= 0:
+        problems.append("expires")
+    if not isinstance(ticket.ticket_id, str) or not _TICKET_ID.fullmatch(ticket.ticket_id):
+        problems.append("ticket_id")
+    if problems:
+        raise TicketError(f"malformed ticket payload: bad {', '.join(problems)}")
+
+
+_FIELDS = frozenset(field.name for field in fields(Ticket)) | {"v"}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -84,7 +145,11 @@ def mint(
     ttl: int = MAX_TTL,
     now: float | None = None,
 ) -> str:
-    """Return a signed ticket string valid for ``ttl`` seconds (at most :data:`MAX_TTL`)."""
+    """Return a signed ticket string valid for ``ttl`` seconds (at most :data:`MAX_TTL`).
+
+    Raises :class:`TicketError` if a value does not fit the ticket's schema
+    (the same check :func:`verify` makes), so a bad ticket is never issued.
+    """
     if not secret:
         raise ValueError("a ticket secret is required")
     ttl = max(1, min(int(ttl), MAX_TTL))
@@ -122,12 +187,16 @@ def verify(
     if not hmac.compare_digest(_sign(secret, body), signature):
         raise TicketError("bad ticket signature")
     try:
-        data = json.loads(_unb64(body))
-        if data.pop("v") != _VERSION:
-            raise TicketError("unknown ticket version")
-        ticket = Ticket(**data)
-    except (ValueError, TypeError, KeyError, binascii.Error) as error:
+        # Strict JSON: no NaN/Infinity, no duplicate keys (both would pass a lax parser).
+        data = json.loads(_unb64(body), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError, binascii.Error) as error:
         raise TicketError(f"malformed ticket payload: {type(error).__name__}") from None
+    if not isinstance(data, dict) or data.keys() != _FIELDS:
+        raise TicketError("malformed ticket payload: unexpected or missing fields")
+    version = data.pop("v")
+    if not _whole(version, _VERSION, _VERSION):
+        raise TicketError("unknown ticket version")
+    ticket = Ticket(**data)  # checks the schema
     current = time.time() if now is None else now
     if current >= ticket.expires:
         raise TicketExpired("ticket expired")
