@@ -106,7 +106,7 @@ def test_compose_runs_worker_gateway_and_jobs(rendered):
     worker = services["hastexo-worker"]
     assert "--queues=hastexo.labs" in worker["command"] and "--app=lms.celery" in worker["command"]
     gateway = services["hastexo-gateway"]
-    assert "hastexo_xblock.gateway.asgi:application" in gateway["command"] and "--no-access-log" in gateway["command"]
+    assert gateway["command"].startswith("python -m hastexo_xblock.gateway --host 0.0.0.0 --port 8095")
     # Local labs: the gateway and the jobs live in the worker's namespaces, reachable as hastexo-gateway.
     assert gateway["network_mode"] == "service:hastexo-worker"
     assert worker["networks"]["default"]["aliases"] == ["hastexo-gateway"]
@@ -138,7 +138,8 @@ def test_kubernetes_cloud_labs_get_scalable_deployments_and_a_service(rendered):
     assert set(SERVICES) <= set(found)
     gateway = found["hastexo-gateway"]["spec"]["template"]
     container = gateway["spec"]["containers"][0]
-    assert container["args"][:2] == ["uvicorn", "hastexo_xblock.gateway.asgi:application"]
+    assert container["args"][:3] == ["python", "-m", "hastexo_xblock.gateway"]
+    assert container["args"][-2:] == ["--workers", "1"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     services = [doc for doc in yaml.safe_load_all(read(rendered["cloud"], "k8s/services.yml")) if doc]
     service = next(doc for doc in services if doc["metadata"]["name"] == "hastexo-gateway")

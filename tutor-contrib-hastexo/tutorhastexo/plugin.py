@@ -34,6 +34,8 @@ hooks.Filters.CONFIG_DEFAULTS.add_items(
         ("HASTEXO_WORKER_CONCURRENCY", 4),
         ("HASTEXO_GATEWAY_PORT", 8095),
         ("HASTEXO_GATEWAY_REPLICAS", 1),
+        # Gateway processes per replica: one per core it may use (see "Gateway capacity" in the README).
+        ("HASTEXO_GATEWAY_WORKERS", 1),
         ("HASTEXO_LABS_ROOT", "/openedx/data/hastexo/labs"),
         ("HASTEXO_LABS_STORAGE_SIZE", "10Gi"),
         # name -> provider settings, as in XBLOCK_SETTINGS["hastexo"]["providers"].
