@@ -6,8 +6,9 @@ settings) each in their own process, echo at 1 and 20 sessions, bulk output, idl
 memory and a stalled reader.  The report with every figure and ratio goes to
 ``$HASTEXO_TEST_OUTPUT/benchmarks/gateway-reduced.json``.
 
-The tests assert issue 13's acceptance ratios with :data:`SLACK` for a shared CI
-machine (one repetition, short runs); the full sweep is judged without it.  A
+The tests assert issue 13's acceptance ratios with :data:`SLACK` (:data:`TAIL_SLACK`
+for p99s) for a shared CI machine (one repetition, short runs); they guard against
+regressions.  The full sweep is judged without slack.  A
 stalled reader is judged strictly: its memory bound and "no loss" are not noisy.
 """
 
@@ -24,8 +25,10 @@ from .gatewaybench import sweep
 
 pytestmark = [pytest.mark.timeout(900)]
 
-#: Every ratio limit is loosened by this factor here (latency on 2 shared cores is noisy).
+#: Every ratio limit is loosened by this factor here (latency on 2 shared cores is noisy)...
 SLACK = 1.3
+#: ... and tail latencies (p99 of a short run: its few worst keys) by this one.
+TAIL_SLACK = 2.0
 
 
 _RESULTS: dict[str, Any] = {}
@@ -54,7 +57,9 @@ def report(transactional_db: None) -> dict[str, Any]:
 @pytest.fixture
 def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     result = sweep.acceptance(report, slack=SLACK)
-    report["acceptance_with_slack"] = {"slack": SLACK, **result}
+    tails = sweep.acceptance(report, slack=TAIL_SLACK)
+    result.update({name: check for name, check in tails.items() if "p99" in name})
+    report["acceptance_with_slack"] = {"slack": SLACK, "tail_slack": TAIL_SLACK, **result}
     sweep.write_report(report, "gateway-reduced.json")
     return result
 
