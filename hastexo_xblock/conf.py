@@ -213,6 +213,8 @@ DEFAULTS: dict[str, Any] = {
     "task_queue": None,
     "template_dir": None,
     "orphan_grace": 3600,
+    "heartbeat_interval": 10,
+    "heartbeat_timeout": 45,
 }
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -248,6 +250,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "task_queue": _optional_str,
     "template_dir": _optional_str,
     "orphan_grace": _int(0),
+    "heartbeat_interval": _int(1),
+    "heartbeat_timeout": _int(2),
 }
 
 assert set(_CHECKS) == set(DEFAULTS)
@@ -332,6 +336,13 @@ def _load(
     values = copy.deepcopy(DEFAULTS)
     for key, value in raw.items():
         values[key] = _CHECKS[key](key, value)
+    if values["heartbeat_timeout"] < 2 * values["heartbeat_interval"]:
+        # One late beat (a busy database, a paused thread) must not count as a dead worker.
+        raise ConfigurationError(
+            "heartbeat_timeout",
+            f"must be at least twice heartbeat_interval ({values['heartbeat_interval']} s), "
+            f"got {values['heartbeat_timeout']}",
+        )
     return Settings(
         values,
         secret_key,

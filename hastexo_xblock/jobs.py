@@ -2,7 +2,11 @@
 
 Plain functions over the database; Celery beat (``tasks.suspender``,
 ``tasks.reaper``) and the management commands ``hastexo_suspender`` and
-``hastexo_reaper`` call :func:`run_suspender` and :func:`run_reaper`.
+``hastexo_reaper`` call :func:`run_suspender` and :func:`run_reaper`, passing
+how to send a task (``dispatch.send``).  Nothing here imports Celery or the
+tasks; the reaper's orphan sweep is the one place that asks providers (for
+their lists), and it runs in a worker or a management command, never in a
+request.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
-from . import lifecycle, names, states
+from . import dispatch, labs, names, states
 from .conf import get_settings
 from .legacy.adopt import legacy_names
 from .models import OrphanSighting, Stack, transition
@@ -47,21 +52,28 @@ def claim_due(batch: int, now=None) -> list[int]:
     ]
 
 
-def recover_overdue(now=None) -> int:
-    """Recover every stack whose pending status is past its deadline; return how many."""
+def recover_overdue(send: dispatch.Send = dispatch.send, now=None) -> int:
+    """Hand every dead launch and overdue pending state to the workers (see ``labs.watch``); return how many.
+
+    Dead launches are those whose heartbeat is older than ``heartbeat_timeout``:
+    a worker killed mid-launch is noticed within that, not at the deadline.
+    """
+    settings = get_settings()
     now = now or timezone.now()
-    overdue = list(
-        Stack.objects.filter(status__in=states.PENDING, status_deadline__lte=now).values_list("pk", flat=True)
+    stale = now - timedelta(seconds=settings["heartbeat_timeout"])
+    rows = Stack.objects.filter(
+        Q(status__in=states.PENDING, status_deadline__lte=now) | Q(status__in=states.LAUNCHING, heartbeat_at__lt=stale)
     )
-    for pk in overdue:
+    handed = 0
+    for stack in rows:
         try:
-            lifecycle.recover(pk)
+            handed += labs.watch(stack, settings, send, now)
         except Exception:
-            log.exception("could not recover stack %s", pk)
-    return len(overdue)
+            log.exception("could not hand stack %s to the workers", stack.pk)
+    return handed
 
 
-def run_suspender(enqueue_suspend: Callable[[int], None], now=None) -> int:
+def run_suspender(send: dispatch.Send = dispatch.send, now=None) -> int:
     """Claim every due stack in batches of ``suspend_concurrency`` and enqueue a suspend each.
 
     Loops until no due stack is left (not "a handful per run"), then recovers
@@ -72,11 +84,11 @@ def run_suspender(enqueue_suspend: Callable[[int], None], now=None) -> int:
     while True:
         claimed = claim_due(batch, now)
         for pk in claimed:
-            enqueue_suspend(pk)
+            send("suspend", pk)
         total += len(claimed)
         if len(claimed) < batch:
             break
-    recover_overdue(now)
+    recover_overdue(send, now)
     if total:
         log.info("suspender: %d stack(s) claimed for suspension", total)
     return total
@@ -171,15 +183,15 @@ def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[
     return deleted, waiting
 
 
-def run_reaper(
-    enqueue_delete: Callable[[int], None], delete_orphan: Callable[[str, str], None], now=None
-) -> ReaperReport:
+def run_reaper(send: dispatch.Send = dispatch.send, now=None) -> ReaperReport:
     """Claim aged and failed labs for deletion (one delete task each), then sweep orphans."""
     report = ReaperReport()
     report.claimed = claim_aged(now)
     for pk in report.claimed:
-        enqueue_delete(pk)
-    report.orphans_deleted, report.orphans_waiting = sweep_orphans(delete_orphan, now)
+        send("delete", pk)
+    report.orphans_deleted, report.orphans_waiting = sweep_orphans(
+        lambda provider, name: send("delete_orphan", provider, name), now
+    )
     if report.claimed or report.orphans_deleted:
         log.info(
             "reaper: %d lab(s) claimed for deletion, %d orphan(s) deleted, %d orphan(s) in grace",

@@ -5,13 +5,19 @@ resume, wait, report or recover — and enqueues at most one launch per stack:
 the claim is a conditional update of the row, so twenty simultaneous requests
 (two tabs, retries) start exactly one launch.
 
+The request path reads; workers act.  Nothing here calls a provider: a
+launch that lost its worker (``liveness``) is handed to a new attempt, and a
+pending state past its deadline is handed to a ``recover`` task.  A status
+poll for a lab with nothing to do costs the one ``SELECT`` that found its
+row.
+
 This module does not import XBlock: the block passes plain values in.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import lifecycle, messages, names, states
+from . import dispatch, liveness, messages, names, states, timing
 from .conf import Settings, get_settings
 from .gateway import tickets
 from .legacy import settings as legacy_settings
@@ -137,8 +143,8 @@ def view(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) -> int | None:
-    """Move the stack to LAUNCH_PENDING if it may launch; return the new attempt or ``None``."""
+def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) -> tuple[int, Any] | None:
+    """Move the stack to LAUNCH_PENDING if it may launch; return ``(attempt, status_deadline)`` or ``None``."""
     allowed = states.LAUNCHABLE | (states.UP if reset else frozenset())
     timeout = spec.launch_timeout or settings["launch_timeout"]
     won = transition(
@@ -152,12 +158,62 @@ def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) 
         protocol=spec.protocol,
         phase=states.PHASE_QUEUED,
         progress=states.PHASE_PROGRESS[states.PHASE_QUEUED],
-        status_deadline=timezone.now() + timedelta(seconds=timeout + lifecycle.DEADLINE_MARGIN),
+        status_deadline=timezone.now() + timedelta(seconds=timeout + timing.RECOVERY_MARGIN),
+        heartbeat_at=None,
         delete_attempts=0,
     )
     if not won:
         return None
-    return Stack.objects.values_list("attempt", flat=True).get(pk=stack.pk)
+    row = Stack.objects.values("attempt", "status_deadline").get(pk=stack.pk)
+    return row["attempt"], row["status_deadline"]
+
+
+def _send_launch(stack: Stack, attempt: int, due: Any, reset: bool, send: dispatch.Send) -> None:
+    """Enqueue launch ``attempt``; if the broker refuses, end it with a learner message (no trap)."""
+    try:
+        send("launch", stack.pk, attempt, reset=reset, due=due)
+    except Exception:
+        log.exception("stack %s: could not enqueue the launch", stack.name)
+        transition(
+            stack.pk,
+            states.LAUNCH_ERROR,
+            allowed_from=states.LAUNCHING,
+            if_attempt=attempt,
+            error_msg=messages.stored("launch.enqueue_failed"),
+            status_deadline=None,
+            heartbeat_at=None,
+            phase="",
+            progress=0.0,
+        )
+
+
+def watch(stack: Stack, settings: Settings, send: dispatch.Send, now: Any = None) -> bool:
+    """Hand a dead launch or an overdue pending state to the workers; return whether anything was sent.
+
+    Database only (no provider): a launch whose heartbeat is older than
+    ``heartbeat_timeout`` is relaunched as a new attempt, and a pending
+    state past its deadline gets a ``recover`` task.  Used by status
+    requests and by the periodic job (``jobs.recover_overdue``).
+    """
+    if stack.status not in states.PENDING:
+        return False
+    now = now or timezone.now()
+    if liveness.launch_is_dead(stack, settings["heartbeat_timeout"], now):
+        attempt = liveness.claim_relaunch(stack)
+        if attempt is not None:
+            _send_launch(stack, attempt, stack.status_deadline, False, send)
+            return True
+        return False
+    if liveness.is_overdue(stack, now):
+        token = liveness.claim_recovery(stack, now)
+        if token is not None:
+            log.warning("stack %s: %s past its deadline; recovering it", stack.name, stack.status)
+            try:
+                send("recover", stack.pk, token.isoformat())
+            except Exception:
+                log.exception("stack %s: could not enqueue its recovery", stack.name)
+            return True
+    return False
 
 
 def status(
@@ -166,23 +222,22 @@ def status(
     *,
     initialize: bool = False,
     reset: bool = False,
-    enqueue: Callable[..., None] | None = None,
+    enqueue: dispatch.Send = dispatch.send,
 ) -> dict[str, Any]:
     """Decide what to do for a learner's status request, do it, and return :func:`view`.
 
     - ``initialize``: launch when the stack is absent, suspended or failed;
       keep it alive when it is up.
     - ``reset``: delete and create anew (also from an up stack).
-    - a pending state past its deadline is recovered from the provider first.
-    ``enqueue(task_name, *args)`` defaults to :func:`tasks.enqueue`.
+    - a launch that lost its worker, or a pending state past its deadline,
+      is handed to the workers (see :func:`watch`).
+    ``enqueue(task_name, *args, due=…, **kwargs)`` defaults to :func:`dispatch.send`.
+
+    With nothing to do (a running lab polled without ``initialize``, a
+    launch in progress) no query is made: the caller's row is the answer.
     """
     settings = get_settings()
-    if enqueue is None:
-        from .tasks import enqueue
-
-    if stack.status in states.PENDING and stack.status_deadline and stack.status_deadline <= timezone.now():
-        lifecycle.recover(stack.pk)
-        stack.refresh_from_db()
+    changed = watch(stack, settings, enqueue)
 
     notice = ""
     if (initialize or reset) and stack.status not in states.UP | states.PENDING:
@@ -195,26 +250,15 @@ def status(
         if refusal:
             return {**view(stack), "failed": True, "error_msg": refusal}
 
-    if initialize or reset:
-        attempt = _claim_launch(stack, spec, settings, reset)
-        if attempt is not None:
+    if (initialize and stack.status not in states.PENDING | states.UP) or reset:
+        claimed = _claim_launch(stack, spec, settings, reset)
+        changed = True
+        if claimed is not None:
+            attempt, due = claimed
             log.info("stack %s: launch %d claimed (reset=%s)", stack.name, attempt, reset)
-            try:
-                enqueue("launch", stack.pk, attempt, reset=reset)
-            except Exception:
-                log.exception("stack %s: could not enqueue the launch", stack.name)
-                transition(
-                    stack.pk,
-                    states.LAUNCH_ERROR,
-                    allowed_from=[states.LAUNCH_PENDING],
-                    if_attempt=attempt,
-                    error_msg=messages.stored("launch.enqueue_failed"),
-                    status_deadline=None,
-                    phase="",
-                    progress=0.0,
-                )
-        elif stack.status in states.UP:
-            keepalive(stack)
+            _send_launch(stack, attempt, due, reset, enqueue)
+    elif initialize and stack.status in states.UP:
+        keepalive(stack)
     if stack.spec.get("adopted_from") and stack.status in states.UP:
         # A running lab adopted from the original hastexo XBlock carries the settings the
         # original recorded; from the learner's first visit on it follows the block's
@@ -222,7 +266,9 @@ def status(
         Stack.objects.filter(pk=stack.pk, spec__adopted_from=stack.spec["adopted_from"]).update(
             spec=spec.as_dict(settings)
         )
-    stack.refresh_from_db()
+        changed = True
+    if changed:
+        stack.refresh_from_db()
     return {**view(stack), "notice": notice} if notice else view(stack)
 
 

@@ -14,16 +14,14 @@ This module does not import XBlock.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import asyncssh
 from django.utils import timezone
 
-from . import compat, remote, states
+from . import compat, hooks, liveness, remote, stackops, states, timing
 from .conf import Settings, get_settings
 from .messages import Message, stored
 from .models import Stack, transition
@@ -34,36 +32,33 @@ from .providers.base import (
     ProviderError,
     ProviderStack,
     TemplateError,
-    TransientProviderError,
 )
 
 log = logging.getLogger(__name__)
-
-#: Margin past a task's own time limit before a pending state counts as lost.
-DEADLINE_MARGIN = 60
 
 #: Longest an error message shown to a learner may be.
 MAX_ERROR_LENGTH = 400
 
 
-@dataclass
-class Clock:
-    """Time source and sleeper; tests substitute a fast one."""
-
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-CLOCK = Clock()
-
-
 class LaunchFailed(Exception):
-    """A launch cannot go on; ``status`` and the message (a catalog :class:`Message`) are what the learner sees."""
+    """A launch cannot go on.
 
-    def __init__(self, status: str, message: Message) -> None:
+    ``status`` and ``message`` (a catalog :class:`Message`) are what the
+    learner sees; ``detail`` is the operator's (logs, ``Stack.error_detail``
+    in the admin), and may hold whatever a provider said.
+    """
+
+    def __init__(self, status: str, message: Message, detail: str = "") -> None:
         super().__init__(str(message))
         self.status = status
         self.message = message
+        self.detail = detail
+
+
+def learner_message(error: ProviderError) -> Message:
+    """The learner's side of a provider error: its catalog code and safe parameters, never its text."""
+    code, params = error.learner
+    return Message(code, params)
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LENGTH) -> str:
@@ -77,72 +72,6 @@ def _set_phase(stack_id: int, attempt: int, phase: str, progress: float | None =
     Stack.objects.filter(pk=stack_id, attempt=attempt).update(
         phase=phase, progress=states.PHASE_PROGRESS[phase] if progress is None else progress
     )
-
-
-def _retrying(call: Callable[[], ProviderStack], deadline: float, what: str) -> ProviderStack:
-    """Run a provider ``call``, retrying :class:`TransientProviderError` with backoff until ``deadline``."""
-    delay = 0.5
-    while True:
-        try:
-            return call()
-        except TransientProviderError as error:
-            remaining = deadline - CLOCK.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{what}: provider kept failing: {error}") from None
-            log.warning("%s: transient provider error, retrying in %.1f s: %s", what, min(delay, remaining), error)
-            CLOCK.sleep(min(delay, remaining))
-            delay = min(delay * 2, 10.0)
-
-
-def _create_once(
-    provider: Provider, name: str, template: str, environment: str | None, parameters: dict[str, Any], deadline: float
-) -> ProviderStack:
-    """``provider.create`` that never creates twice: after a transient error, look before retrying."""
-
-    def attempt() -> ProviderStack:
-        existing = provider.get(name)
-        if existing.status != states.DELETE_COMPLETE:
-            return existing  # a previous try (or a previous worker) got through
-        return provider.create(name, template, environment, parameters)
-
-    return _retrying(attempt, deadline, f"create {name}")
-
-
-def _wait_for(
-    provider: Provider,
-    name: str,
-    deadline: float,
-    on_progress: Callable[[ProviderStack], None] | None = None,
-    first_delay: float = 0.5,
-    max_delay: float = 1.0,
-) -> ProviderStack:
-    """Poll ``provider.get(name)`` with backoff until its status is not ``*_IN_PROGRESS``.
-
-    The delay grows from ``first_delay`` to ``max_delay``: a lab is seen up
-    at most ``max_delay`` seconds after the provider finishes (the learner is
-    waiting), at one cheap GET per launching lab and interval.
-
-    Returns the final :class:`ProviderStack` (whatever its status: the caller
-    checks it).  Transient provider errors are retried until ``deadline``;
-    then ``TimeoutError`` is raised.
-    """
-    delay = first_delay
-    while True:
-        try:
-            current = provider.get(name)
-        except TransientProviderError as error:
-            log.warning("provider %s: transient error polling %s: %s", provider.name, name, error)
-            current = None
-        if current is not None:
-            if on_progress is not None:
-                on_progress(current)
-            if not current.status.endswith("_IN_PROGRESS"):
-                return current
-        remaining = deadline - CLOCK.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"{name} did not finish in time on provider {provider.name}")
-        CLOCK.sleep(min(delay, remaining))
-        delay = min(delay * 1.5, max_delay)
 
 
 def _occupied(course_id: str, provider_name: str) -> int:
@@ -205,7 +134,9 @@ def _key_parameters(stack: Stack, attempt: int) -> dict[str, str]:
     return {"public_key": public}
 
 
-def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> tuple[Provider, ProviderStack]:
+def _create(
+    stack: Stack, attempt: int, settings: Settings, deadline: timing.Deadline
+) -> tuple[Provider, ProviderStack]:
     """Create the stack on the first provider that has room and succeeds."""
     key_parameters = _key_parameters(stack, attempt)
     candidates = _candidates(stack, settings)
@@ -232,17 +163,16 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
         )
         parameters = {"run": stack.course_id, **key_parameters}
         try:
-            result = _create_once(provider, stack.name, template, environment, parameters, deadline)
-            result = _wait_for(
+            result = stackops.create_once(provider, stack.name, template, environment, parameters, deadline)
+            result = stackops.wait_for(
                 provider,
                 stack.name,
                 deadline,
                 on_progress=_booting_progress(stack.pk, attempt),
             )
         except TemplateError as error:
-            raise LaunchFailed(
-                states.LAUNCH_ERROR, Message("launch.template_problem", {"detail": shorten(error)})
-            ) from None
+            log.warning("provider %s refused the template of %s: %s", provider.name, stack.name, error)
+            raise LaunchFailed(states.LAUNCH_ERROR, learner_message(error), f"{provider.name}: {error}") from None
         except ProviderAuthError as error:
             log.error("provider %s refused us: %s", provider.name, error)
             errors.append(f"{provider.name}: {error}")
@@ -250,23 +180,16 @@ def _create(stack: Stack, attempt: int, settings: Settings, deadline: float) -> 
         except ProviderError as error:
             log.warning("create of %s on %s failed: %s", stack.name, provider.name, error)
             errors.append(f"{provider.name}: {error}")
-            _discard(provider, stack.name)
+            stackops.discard(provider, stack.name)
             continue
         if result.status == states.CREATE_COMPLETE:
             return provider, result
         log.warning("create of %s on %s ended %s: %s", stack.name, provider.name, result.status, result.status_reason)
         errors.append(f"{provider.name}: {result.status_reason or result.status}")
-        _discard(provider, stack.name)
+        stackops.discard(provider, stack.name)
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(provider="")
-    raise LaunchFailed(states.CREATE_FAILED, Message("launch.create_failed", {"detail": shorten("; ".join(errors))}))
-
-
-def _discard(provider: Provider, name: str) -> None:
-    """Delete a failed stack so that it costs nothing; errors are only logged."""
-    try:
-        provider.delete(name)
-    except ProviderError as error:
-        log.warning("could not delete failed stack %s on %s: %s", name, provider.name, error)
+    # The providers' words (quota, URLs, hosts) are for operators only.
+    raise LaunchFailed(states.CREATE_FAILED, Message("launch.create_refused"), shorten("; ".join(errors), 2000))
 
 
 def _booting_progress(stack_id: int, attempt: int) -> Callable[[ProviderStack], None]:
@@ -302,15 +225,14 @@ def launch(
         return stack.status if stack else states.DELETE_COMPLETE
     timeout = int(stack.spec.get("launch_timeout") or settings["launch_timeout"])
     # The deadline counts from the claim, so a redelivered task does not get a fresh budget.
-    if stack.status_deadline:
-        started = stack.status_deadline - timedelta(seconds=timeout + DEADLINE_MARGIN)
-    else:
-        started = timezone.now()
-    deadline = CLOCK.monotonic() + max(1.0, timeout - (timezone.now() - started).total_seconds())
+    deadline = timing.deadline_from(stack.status_deadline, timeout)
     try:
-        return _launch(stack, attempt, reset, settings, deadline)
+        with liveness.heartbeat(stack_id, attempt, settings["heartbeat_interval"]):
+            return _launch(stack, attempt, reset, settings, deadline)
     except LaunchFailed as failure:
-        return _give_up(stack_id, attempt, failure.status, failure.message)
+        if failure.detail:
+            log.warning("launch of %s failed (%s): %s", stack.name, failure.status, failure.detail)
+        return _give_up(stack_id, attempt, failure.status, failure.message, failure.detail)
     except (TimeoutError, *time_limit_errors) as error:
         log.warning("launch of %s timed out: %s", stack.name, error or type(error).__name__)
         return _give_up(stack_id, attempt, states.LAUNCH_TIMEOUT, Message("launch.timeout"))
@@ -320,14 +242,16 @@ def launch(
         raise
 
 
-def _give_up(stack_id: int, attempt: int, status: str, message: Message) -> str:
-    """End launch ``attempt`` in the failure ``status`` with ``message`` for the learner; return ``status``."""
+def _give_up(stack_id: int, attempt: int, status: str, message: Message, detail: str = "") -> str:
+    """End launch ``attempt`` in the failure ``status``: ``message`` for the learner, ``detail`` for operators."""
     transition(
         stack_id,
         status,
         allowed_from=states.LAUNCHING,
         if_attempt=attempt,
         error_msg=message.dumps(),
+        error_detail=detail,
+        heartbeat_at=None,
         phase="",
         progress=0.0,
         status_deadline=None,
@@ -335,20 +259,16 @@ def _give_up(stack_id: int, attempt: int, status: str, message: Message) -> str:
     return status
 
 
-#: Provider states from which a launch resumes the existing stack.
-_RESUMABLE = frozenset(
-    {states.SUSPEND_COMPLETE, states.RESUME_IN_PROGRESS, states.RESUME_FAILED, states.SUSPEND_FAILED}
-)
-
-
-def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadline: float) -> str:
+def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadline: timing.Deadline) -> str:
     """Look at the provider's real state, then continue from it; finish once SSH answers."""
     _set_phase(stack.pk, attempt, states.PHASE_PROVIDER)
     provider = get_provider(stack.provider, settings["providers"]) if stack.provider else None
-    current = _retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}") if provider else None
+    current = (
+        stackops.retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}") if provider else None
+    )
 
     if provider is not None and current is not None and reset:
-        _hook_before_delete(stack, provider, current, deadline, settings)
+        hooks.before_delete(stack, provider, current, deadline, settings)
         _delete_for_reset(stack, attempt, provider, current, deadline)
         provider, current = None, None
 
@@ -360,7 +280,7 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
         result = _finish_interrupted_create(stack, attempt, provider, deadline)
         if result is None:
             provider, result = _create(stack, attempt, settings, deadline)
-    elif provider is not None and current is not None and current.status in _RESUMABLE:
+    elif provider is not None and current is not None and current.status in hooks.RESUMABLE:
         result = _resume(stack, attempt, provider, deadline)
         resumed = True
     else:
@@ -368,31 +288,35 @@ def _launch(stack: Stack, attempt: int, reset: bool, settings: Settings, deadlin
             log.info(
                 "stack %s is %s on %s: deleting it before creating anew", stack.name, current.status, provider.name
             )
-            _discard(provider, stack.name)
-            _wait_for(provider, stack.name, deadline)
+            stackops.discard(provider, stack.name)
+            stackops.wait_for(provider, stack.name, deadline)
             Stack.objects.filter(pk=stack.pk, attempt=attempt).update(host_key="")
         provider, result = _create(stack, attempt, settings, deadline)
     return _finish(stack, attempt, provider, result, resumed, settings, deadline)
 
 
-def _delete_for_reset(stack: Stack, attempt: int, provider: Provider, current: ProviderStack, deadline: float) -> None:
+def _delete_for_reset(
+    stack: Stack, attempt: int, provider: Provider, current: ProviderStack, deadline: timing.Deadline
+) -> None:
     """Reset: delete the learner's stack and forget its outputs (a new one gets new keys)."""
     if current.status != states.DELETE_COMPLETE:
-        _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
-        _wait_for(provider, stack.name, deadline)
+        stackops.retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
+        stackops.wait_for(provider, stack.name, deadline)
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
         provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
     )
     stack.private_key = ""
 
 
-def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack | None:
+def _finish_interrupted_create(
+    stack: Stack, attempt: int, provider: Provider, deadline: timing.Deadline
+) -> ProviderStack | None:
     """A previous worker started a create and died: wait for it rather than start another.
 
     Returns the stack once it is up, or ``None`` when that create failed (it is
     then deleted, and the caller creates anew).
     """
-    result = _wait_for(
+    result = stackops.wait_for(
         provider,
         stack.name,
         deadline,
@@ -401,20 +325,12 @@ def _finish_interrupted_create(stack: Stack, attempt: int, provider: Provider, d
     if result.status == states.CREATE_COMPLETE:
         return result
     log.warning("interrupted create of %s ended %s: %s", stack.name, result.status, result.status_reason)
-    _discard(provider, stack.name)
-    _wait_for(provider, stack.name, deadline)
+    stackops.discard(provider, stack.name)
+    stackops.wait_for(provider, stack.name, deadline)
     return None
 
 
-def _resume_and_wait(
-    provider: Provider, name: str, deadline: float, on_progress: Callable[[ProviderStack], None] | None = None
-) -> ProviderStack:
-    """Ask the provider to resume ``name`` and wait until it settles; return the final stack."""
-    _retrying(lambda: provider.resume(name), deadline, f"resume {name}")
-    return _wait_for(provider, name, deadline, on_progress=on_progress)
-
-
-def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> ProviderStack:
+def _resume(stack: Stack, attempt: int, provider: Provider, deadline: timing.Deadline) -> ProviderStack:
     """Resume the suspended stack; a failure keeps it (and its key) so the learner can retry."""
     transition(
         stack.pk,
@@ -424,24 +340,16 @@ def _resume(stack: Stack, attempt: int, provider: Provider, deadline: float) -> 
         phase=states.PHASE_PROVIDER,
     )
     try:
-        result = _resume_and_wait(provider, stack.name, deadline, on_progress=_booting_progress(stack.pk, attempt))
-    except ProviderError as error:
-        _suspend_again(provider, stack.name)
-        raise LaunchFailed(states.RESUME_FAILED, Message("launch.resume_failed", {"detail": shorten(error)})) from None
-    if result.status not in states.UP:
-        _suspend_again(provider, stack.name)
-        raise LaunchFailed(
-            states.RESUME_FAILED, Message("launch.resume_failed", {"detail": shorten(result.status_reason)})
+        result = stackops.resume_and_wait(
+            provider, stack.name, deadline, on_progress=_booting_progress(stack.pk, attempt)
         )
-    return result
-
-
-def _suspend_again(provider: Provider, name: str) -> None:
-    """After a failed resume, put the stack back to sleep (it costs nothing, keeps its key); log errors only."""
-    try:
-        provider.suspend(name)
     except ProviderError as error:
-        log.warning("could not suspend %s again after a failed resume: %s", name, error)
+        stackops.suspend_again(provider, stack.name)
+        raise LaunchFailed(states.RESUME_FAILED, Message("launch.resume_refused"), shorten(error, 2000)) from None
+    if result.status not in states.UP:
+        stackops.suspend_again(provider, stack.name)
+        raise LaunchFailed(states.RESUME_FAILED, Message("launch.resume_refused"), shorten(result.status_reason, 2000))
+    return result
 
 
 def _finish(
@@ -451,7 +359,7 @@ def _finish(
     result: ProviderStack,
     resumed: bool,
     settings: Settings,
-    deadline: float,
+    deadline: timing.Deadline,
 ) -> str:
     """Wait until SSH answers with the pinned (or, first time, the provider's) host key; store the outputs."""
     if result.outputs is None:
@@ -473,11 +381,11 @@ def _finish(
     if offered and not remote.same_key(offered, host_key):
         log.error("stack %s: SSH host key differs from the provider's", stack.name)
         raise LaunchFailed(states.LAUNCH_ERROR, Message("launch.identity_unverified"))
-    if resumed and hook_enabled(stack, "resume"):
+    if resumed and hooks.hook_enabled(stack, "resume"):
         _set_phase(stack.pk, attempt, states.PHASE_HOOK)
         stack.host_key = stack.host_key or host_key
         stack.ssh_user = stack.spec.get("ssh_user") or stack.ssh_user
-        run_hook(stack, "resume", settings, host=outputs.public_ip, port=outputs.ssh_port)
+        hooks.run_hook(stack, "resume", settings, host=outputs.public_ip, port=outputs.ssh_port)
     final = states.RESUME_COMPLETE if resumed else states.CREATE_COMPLETE
     now = timezone.now()
     won = transition(
@@ -495,102 +403,13 @@ def _finish(
         phase=states.PHASE_READY,
         progress=1.0,
         status_deadline=None,
+        heartbeat_at=None,
         suspend_by=now + timedelta(seconds=stack.suspend_timeout or settings["suspend_timeout"]),
         launched_at=now,
     )
     if not won:
         log.info("launch %s/%s finished but the stack moved on meanwhile", stack.pk, attempt)
     return final
-
-
-#: The events a hook script can run on.
-HOOK_EVENTS = ("suspend", "resume", "delete")
-
-
-def hook_enabled(stack: Stack, event: str) -> bool:
-    """Whether the block's ``hook_script`` runs on ``event`` for this stack.
-
-    As in the original hastexo XBlock, only the events ``hook_events`` sets
-    to true run it: no ``hook_events`` (or an event it leaves out) runs no
-    hook.  (Its ``<hook_events>`` element is another matter: attributes it
-    leaves out mean true there, see ``olx.py``.)
-    """
-    if not stack.spec.get("hook_script"):
-        return False
-    events = stack.spec.get("hook_events") or {}
-    return bool(events.get(event))
-
-
-def run_hook(stack: Stack, event: str, settings: Settings, host: str | None = None, port: int | None = None) -> bool:
-    """Run the author's hook script on the lab with ``event`` as its argument.
-
-    Runs before suspend, after resume and before delete, when the block's
-    ``hook_events`` enable the event.  A missing script, an unreachable lab, a
-    non-zero exit or a time-out (``remote_exec_timeout``) is logged and never
-    raised: a hook must not block the lab's lifecycle.  ``host``/``port``
-    override the row's address (a resumed lab may have moved).  Returns
-    whether the hook ran and succeeded.
-    """
-    if not hook_enabled(stack, event):
-        return False
-    path = stack.spec["hook_script"]
-    try:
-        script = compat.read_course_file(stack.course_id, path, settings["template_dir"])
-    except compat.CourseFileNotFound as error:
-        log.warning("stack %s: %s hook not run: %s", stack.name, event, error)
-        return False
-    login = remote.SSHTarget.from_stack(stack, port=port)
-    if host:
-        login = replace(login, host=host)
-    if not (login.private_key and login.host_key and login.host):
-        log.warning("stack %s: %s hook not run: the lab's address or keys are not known", stack.name, event)
-        return False
-    try:
-        result = remote.run_sync(remote.run_script(login, script, [event], timeout=settings["remote_exec_timeout"]))
-    except (TimeoutError, OSError, asyncssh.Error) as error:
-        log.warning("stack %s: %s hook %s failed: %s", stack.name, event, path, error)
-        return False
-    if result.exit_status != 0:
-        log.warning(
-            "stack %s: %s hook %s exited %d: %s", stack.name, event, path, result.exit_status, shorten(result.stderr)
-        )
-        return False
-    log.info("stack %s: %s hook %s ran", stack.name, event, path)
-    return True
-
-
-def _hook_before_delete(
-    stack: Stack, provider: Provider, current: ProviderStack | None, deadline: float, settings: Settings
-) -> None:
-    """Run the delete hook on the lab; a suspended lab is resumed for it first (best effort).
-
-    ``current`` is the provider's view of the stack if the caller has it; it
-    is looked up only when a delete hook is to run.
-    """
-    if not hook_enabled(stack, "delete"):
-        return
-    if current is None:
-        current = _retrying(lambda: provider.get(stack.name), deadline, f"look up {stack.name}")
-    if current.status in _RESUMABLE:
-        try:
-            current = _resume_and_wait(provider, stack.name, deadline)
-        except (ProviderError, TimeoutError) as error:
-            log.warning("stack %s: could not resume it for its delete hook: %s", stack.name, error)
-            return
-    if current.status in states.UP and current.outputs is not None:
-        try:
-            remote.run_sync(
-                remote.wait_for_ssh(
-                    current.outputs.public_ip,
-                    current.outputs.ssh_port,
-                    min(deadline, CLOCK.monotonic() + 60),
-                    pinned=stack.host_key,
-                )
-            )
-        except (TimeoutError, remote.HostKeyMismatch) as error:
-            log.warning("stack %s: delete hook not run, SSH did not answer: %s", stack.name, error)
-            return
-        run_hook(stack, "delete", settings, host=current.outputs.public_ip, port=current.outputs.ssh_port)
 
 
 def suspend(stack_id: int) -> str:
@@ -603,12 +422,12 @@ def suspend(stack_id: int) -> str:
         transition(stack_id, states.DELETE_COMPLETE, allowed_from=states.SUSPENDING, status_deadline=None)
         return states.DELETE_COMPLETE
     provider = get_provider(stack.provider, settings["providers"])
-    deadline = CLOCK.monotonic() + settings["suspend_task_timeout"]
+    deadline = timing.Deadline.after(settings["suspend_task_timeout"])
     transition(stack_id, states.SUSPEND_IN_PROGRESS, allowed_from=states.SUSPENDING)
-    run_hook(stack, "suspend", settings)
+    hooks.run_hook(stack, "suspend", settings)
     try:
-        _retrying(lambda: provider.suspend(stack.name), deadline, f"suspend {stack.name}")
-        result = _wait_for(provider, stack.name, deadline)
+        stackops.retrying(lambda: provider.suspend(stack.name), deadline, f"suspend {stack.name}")
+        result = stackops.wait_for(provider, stack.name, deadline)
     except (ProviderError, TimeoutError) as error:
         log.warning("suspend of %s failed: %s", stack.name, error)
         transition(
@@ -616,7 +435,8 @@ def suspend(stack_id: int) -> str:
             states.SUSPEND_FAILED,
             allowed_from=states.SUSPENDING,
             status_deadline=None,
-            error_msg=stored("provider.detail", detail=shorten(error)),
+            error_msg=stored("provider.suspend_failed"),
+            error_detail=shorten(error, 2000),
         )
         return states.SUSPEND_FAILED
     final = {states.SUSPEND_COMPLETE: states.SUSPEND_COMPLETE, states.DELETE_COMPLETE: states.DELETE_COMPLETE}.get(
@@ -630,9 +450,8 @@ def suspend(stack_id: int) -> str:
         suspended_at=timezone.now(),
         phase="",
         progress=0.0,
-        error_msg=""
-        if final != states.SUSPEND_FAILED
-        else stored("provider.detail", detail=shorten(result.status_reason)),
+        error_msg="" if final != states.SUSPEND_FAILED else stored("provider.suspend_failed"),
+        error_detail="" if final != states.SUSPEND_FAILED else shorten(result.status_reason, 2000),
     )
     return final
 
@@ -648,12 +467,12 @@ def delete(stack_id: int) -> str:
         transition(stack_id, states.DELETE_COMPLETE, allowed_from=states.DELETING, status_deadline=None, **cleared)
         return states.DELETE_COMPLETE
     provider = get_provider(stack.provider, settings["providers"])
-    deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
+    deadline = timing.Deadline.after(settings["delete_task_timeout"])
     transition(stack_id, states.DELETE_IN_PROGRESS, allowed_from=states.DELETING)
     try:
-        _hook_before_delete(stack, provider, None, deadline, settings)
-        _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
-        result = _wait_for(provider, stack.name, deadline)
+        hooks.before_delete(stack, provider, None, deadline, settings)
+        stackops.retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
+        result = stackops.wait_for(provider, stack.name, deadline)
     except (ProviderError, TimeoutError) as error:
         result = ProviderStack(stack.name, states.DELETE_FAILED, str(error))
     if result.status == states.DELETE_COMPLETE:
@@ -675,7 +494,8 @@ def delete(stack_id: int) -> str:
         states.DELETE_FAILED,
         allowed_from=states.DELETING,
         status_deadline=None,
-        error_msg=stored("provider.detail", detail=shorten(result.status_reason)),
+        error_msg=stored("provider.delete_failed"),
+        error_detail=shorten(result.status_reason, 2000),
     )
     return states.DELETE_FAILED
 
@@ -687,63 +507,6 @@ def delete_orphan(provider_name: str, name: str) -> str:
         log.info("orphan %s on %s has an owner again; not deleting it", name, provider_name)
         return "OWNED"
     provider = get_provider(provider_name, settings["providers"])
-    deadline = CLOCK.monotonic() + settings["delete_task_timeout"]
-    _retrying(lambda: provider.delete(name), deadline, f"delete orphan {name}")
-    return _wait_for(provider, name, deadline).status
-
-
-def recover(stack_id: int) -> str:
-    """Settle a stack whose pending status is past its deadline from the provider's real state.
-
-    No state is a trap: whatever was lost (a task, a worker, a message), the
-    row ends in a state from which the learner or the jobs can go on.
-    Returns the new status (or the old one if the stack moved on meanwhile).
-    """
-    settings = get_settings()
-    now = timezone.now()
-    stack = Stack.objects.filter(pk=stack_id).first()
-    if stack is None:
-        return states.DELETE_COMPLETE
-    if stack.status not in states.PENDING or (stack.status_deadline and stack.status_deadline > now):
-        return stack.status
-    real: str = states.DELETE_COMPLETE
-    if stack.provider:
-        try:
-            real = get_provider(stack.provider, settings["providers"]).get(stack.name).status
-        except ProviderError as error:
-            log.warning("recover %s: provider %s did not answer: %s", stack.name, stack.provider, error)
-            real = ""
-    if stack.status in states.LAUNCHING:
-        if real in states.UP and stack.host_key and stack.ip:
-            target = states.RESUME_COMPLETE if stack.launched_at else states.CREATE_COMPLETE
-            fields: dict[str, Any] = {
-                "suspend_by": now + timedelta(seconds=stack.suspend_timeout or settings["suspend_timeout"])
-            }
-        else:
-            target, fields = states.LAUNCH_TIMEOUT, {"error_msg": "Your lab took too long to start. Please try again."}
-    elif stack.status in states.SUSPENDING:
-        target = {
-            states.SUSPEND_COMPLETE: states.SUSPEND_COMPLETE,
-            states.DELETE_COMPLETE: states.DELETE_COMPLETE,
-        }.get(real, states.SUSPEND_FAILED)
-        if real in states.UP:
-            target = states.RESUME_COMPLETE if stack.launched_at else states.CREATE_COMPLETE
-        fields = {}
-    else:
-        target = states.DELETE_COMPLETE if real == states.DELETE_COMPLETE else states.DELETE_FAILED
-        fields = {}
-    # Same status and attempt as read above: if anything moved meanwhile, this loses.
-    won = transition(
-        stack_id,
-        target,
-        allowed_from=[stack.status],
-        if_attempt=stack.attempt,
-        status_deadline=None,
-        phase="",
-        progress=0.0 if target not in states.UP else 1.0,
-        **fields,
-    )
-    if not won:
-        return Stack.objects.values_list("status", flat=True).get(pk=stack_id)
-    log.warning("recovered stack %s from %s to %s (provider says %s)", stack.name, stack.status, target, real or "?")
-    return target
+    deadline = timing.Deadline.after(settings["delete_task_timeout"])
+    stackops.retrying(lambda: provider.delete(name), deadline, f"delete orphan {name}")
+    return stackops.wait_for(provider, name, deadline).status

@@ -39,7 +39,19 @@ CATALOG: dict[str, str] = {
     "launch.resume_failed": gettext_noop("Your lab could not be resumed: %(detail)s"),
     "launch.no_address": gettext_noop("The lab started but reported no address."),
     "launch.identity_unverified": gettext_noop("The lab's identity could not be verified."),
-    # suspending and deleting: the provider's own words
+    "launch.create_refused": gettext_noop(
+        "Your lab could not be created. Please try again later; if it keeps failing, tell your course staff."
+    ),
+    "launch.resume_refused": gettext_noop("Your lab could not be resumed. Please try again."),
+    "launch.template_refused": gettext_noop(
+        "Lab template problem: the lab environment refused the lab's template. Your course staff can see why."
+    ),
+    # what a provider error means for the learner (its own words go to Stack.error_detail)
+    "provider.failed": gettext_noop("The lab environment reported a problem. Please try again later."),
+    "provider.unavailable": gettext_noop("The lab environment is not available right now. Please try again later."),
+    "provider.suspend_failed": gettext_noop("Your lab could not be paused; it will be tried again."),
+    "provider.delete_failed": gettext_noop("Your lab could not be removed; it will be tried again."),
+    # Stored by releases before error_detail existed (the provider's own words); still rendered.
     "provider.detail": gettext_noop("%(detail)s"),
     # progress checks (checks.py)
     "check.enqueue_failed": gettext_noop("Your progress could not be checked. Please try again in a minute."),

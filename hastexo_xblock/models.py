@@ -53,13 +53,18 @@ class Stack(models.Model):
     )
 
     status = models.CharField(max_length=32, default=states.INITIAL, db_index=True)
+    #: What the learner reads: a stored catalog message (``messages.py``), never a provider's own words.
     error_msg = models.TextField(blank=True, default="")
+    #: What an operator reads (logs, admin): the provider's own words; never shown to learners.
+    error_detail = models.TextField(blank=True, default="")
     phase = models.CharField(max_length=16, blank=True, default="")
     progress = models.FloatField(default=0.0)
     #: Incremented for every launch; a task carries it so a stale one can tell.
     attempt = models.PositiveIntegerField(default=0)
     #: When the current pending/in-progress status is to be recovered.
     status_deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    #: Written every ``heartbeat_interval`` seconds by the worker running a launch; ``None`` while queued.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     suspend_by = models.DateTimeField(null=True, blank=True, db_index=True)
     suspend_timeout = models.PositiveIntegerField(null=True, blank=True)
     delete_age = models.PositiveIntegerField(null=True, blank=True, help_text="seconds; empty = setting")
@@ -151,6 +156,7 @@ def transition(
     if where:
         query = query.filter(**where)
     fields.setdefault("error_msg", "")
+    fields.setdefault("error_detail", "")
     for name in ("private_key", "password"):
         # QuerySet.update() still calls get_prep_value, so these are encrypted.
         if name in fields and fields[name] is None:
@@ -196,7 +202,7 @@ class Check(models.Model):
     """One progress check: the author's test scripts run on a learner's lab.
 
     Created by the block's handler (``checks.start``), run by a worker
-    (``checks.run``, which reads the lab's keys from the stack row, never
+    (``checkrun.run``, which reads the lab's keys from the stack row, never
     from the task), recorded as the learner's score by the block once done.
     The scripts are copied here so the worker runs exactly what the learner
     checked against.

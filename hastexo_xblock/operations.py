@@ -18,7 +18,7 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
-from . import lifecycle, states
+from . import dispatch, states, timing
 from .conf import get_settings
 from .models import Stack, transition
 
@@ -33,12 +33,6 @@ class Outcome:
 
     started: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-
-
-def _enqueue() -> Enqueue:
-    from .tasks import enqueue
-
-    return enqueue
 
 
 def _claim_suspend(stack: Stack, settings: Any) -> tuple | None:
@@ -57,7 +51,7 @@ def _claim_resume(stack: Stack, settings: Any) -> tuple | None:
         attempt=F("attempt") + 1,
         phase=states.PHASE_QUEUED,
         progress=states.PHASE_PROGRESS[states.PHASE_QUEUED],
-        status_deadline=timezone.now() + timedelta(seconds=timeout + lifecycle.DEADLINE_MARGIN),
+        status_deadline=timezone.now() + timedelta(seconds=timeout + timing.RECOVERY_MARGIN),
     )
     if not won:
         return None
@@ -84,7 +78,7 @@ def apply(action: str, stacks: Iterable[Stack], enqueue: Enqueue | None = None) 
     resume; a suspend or delete is settled later by the jobs' recovery).
     """
     claim = _CLAIMS[action]
-    send = enqueue or _enqueue()
+    send = enqueue or dispatch.send
     settings = get_settings()
     outcome = Outcome()
     for stack in stacks:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import asyncssh
+
+from . import timing
 
 T = TypeVar("T")
 
@@ -49,35 +50,27 @@ def same_key(a: str, b: str) -> bool:
 async def wait_for_ssh(
     host: str,
     port: int,
-    deadline: float,
+    deadline: timing.Deadline,
     pinned: str | None = None,
     attempt_timeout: float = 5.0,
-    first_delay: float = 0.1,
-    max_delay: float = 2.0,
 ) -> str:
     """Wait until ``host:port`` answers SSH; return its host key line.
 
-    Retries with a growing delay until ``deadline`` (a ``time.monotonic()``
-    value), then raises ``TimeoutError``.  When ``pinned`` is given the
-    presented key must match it, else :class:`HostKeyMismatch` is raised at
-    once (no retry: that is not a transient fault).
+    Retries with :data:`timing.SSH` backoff until ``deadline``, then raises
+    ``TimeoutError``.  When ``pinned`` is given the presented key must match
+    it, else :class:`HostKeyMismatch` is raised at once (no retry: that is
+    not a transient fault).
     """
-    delay = first_delay
-    last_error: BaseException | None = None
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"SSH on {host}:{port} did not answer in time ({last_error!r})")
-        try:
-            key = await fetch_host_key(host, port, min(attempt_timeout, remaining))
-        except (TimeoutError, OSError, asyncssh.Error) as error:
-            last_error = error
-        else:
-            if pinned and not same_key(pinned, key):
-                raise HostKeyMismatch(f"host key of {host}:{port} does not match the pinned key")
-            return key
-        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, max_delay)
+
+    async def probe() -> str:
+        key = await fetch_host_key(host, port, max(0.1, min(attempt_timeout, deadline.remaining())))
+        if pinned and not same_key(pinned, key):
+            raise HostKeyMismatch(f"host key of {host}:{port} does not match the pinned key")
+        return key
+
+    return await timing.poll_async(
+        probe, deadline, timing.SSH, what=f"SSH on {host}:{port}", retry_on=(TimeoutError, OSError, asyncssh.Error)
+    )
 
 
 @dataclass(frozen=True)
@@ -191,13 +184,13 @@ async def run_scripts(
     script.  Raises ``OSError``/``asyncssh.Error``/``TimeoutError`` when the
     lab cannot be reached or logged in to in time.
     """
-    deadline = time.monotonic() + total_timeout
+    deadline = timing.Deadline.after(total_timeout)
     command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
     results: list[RemoteResult] = []
     connection = await _connect(login, min(30.0, total_timeout))  # asyncssh bounds the whole login
     async with connection:
         for script in scripts:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 results.append(RemoteResult(-1, "", "", timed_out=True))
                 continue

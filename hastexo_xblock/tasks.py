@@ -3,7 +3,8 @@
 Every task takes ids (never objects or secrets), is ``acks_late`` with
 ``reject_on_worker_lost`` (a worker killed mid-task gets the message
 redelivered, and the lifecycle continues from the row's state), and gets its
-time limits and queue from the settings when it is enqueued (:func:`enqueue`).
+time limits and queue from ``dispatch.py`` when it is sent (the only module
+that sends them; domain code never imports this one).
 
 In the LMS these are picked up by the LMS's own Celery app
 (``autodiscover_tasks``); the demo runs its own worker (``demo/celery.py``).
@@ -18,7 +19,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
 
-from . import checks, jobs, lifecycle
+from . import checkrun, dispatch, jobs, lifecycle, recovery
 from .conf import get_settings
 from .providers import get_provider
 
@@ -48,16 +49,13 @@ def delete(stack_id: int) -> str:
 @shared_task(name="hastexo_xblock.suspender", **_COMMON)
 def suspender() -> int:
     """Periodic: claim every stack due for suspension and enqueue one suspend each."""
-    return jobs.run_suspender(enqueue_suspend=lambda stack_id: enqueue("suspend", stack_id))
+    return jobs.run_suspender(dispatch.send)
 
 
 @shared_task(name="hastexo_xblock.reaper", **_COMMON)
 def reaper() -> int:
     """Periodic: claim aged and failed labs for deletion, and delete orphans past their grace."""
-    report = jobs.run_reaper(
-        enqueue_delete=lambda stack_id: enqueue("delete", stack_id),
-        delete_orphan=lambda provider, name: enqueue("delete_orphan", provider, name),
-    )
+    report = jobs.run_reaper(dispatch.send)
     return len(report.claimed)
 
 
@@ -69,48 +67,18 @@ def delete_orphan(provider_name: str, name: str) -> str:
 
 @shared_task(name="hastexo_xblock.check", **_COMMON)
 def check(check_id: int) -> str:
-    """Run progress check ``check_id`` on its lab (see ``checks.run``)."""
+    """Run progress check ``check_id`` on its lab (see ``checkrun.run``)."""
     try:
-        return checks.run(check_id)
+        return checkrun.run(check_id)
     except SoftTimeLimitExceeded:
-        checks.interrupted(check_id)
+        checkrun.interrupted(check_id)
         return "error"
 
 
-_LIMITS = {
-    "check": "check_timeout",
-    "launch": "launch_timeout",
-    "suspend": "suspend_task_timeout",
-    "delete": "delete_task_timeout",
-    "delete_orphan": "delete_task_timeout",
-}
-
-
-def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
-    """Send task ``task_name`` with the settings' queue and time limits.
-
-    The soft limit is the lifecycle's own deadline plus a margin (the
-    lifecycle finishes cleanly first); the hard limit a little later still.
-    """
-    settings = get_settings()
-    task = {
-        "launch": launch,
-        "suspend": suspend,
-        "delete": delete,
-        "suspender": suspender,
-        "reaper": reaper,
-        "delete_orphan": delete_orphan,
-        "check": check,
-    }[task_name]
-    options: dict[str, Any] = {}
-    if settings["task_queue"]:
-        options["queue"] = settings["task_queue"]
-    limit_key = _LIMITS.get(task_name)
-    if limit_key:
-        limit = settings[limit_key]
-        options["soft_time_limit"] = limit + 30
-        options["time_limit"] = limit + 60
-    task.apply_async(args=args, kwargs=kwargs, **options)
+@shared_task(name="hastexo_xblock.recover", **_COMMON)
+def recover(stack_id: int, token: str | None = None) -> str:
+    """Settle a stack past its deadline from the provider's real state (see ``recovery.recover``)."""
+    return recovery.recover(stack_id, token)
 
 
 @worker_ready.connect

@@ -4,13 +4,14 @@ The lab's SSH server is real (an in-process asyncssh server): a launch only
 completes once SSH answers with the pinned host key.
 """
 
+import json
 from datetime import timedelta
 
 import asyncssh
 import pytest
 from django.utils import timezone
 
-from hastexo_xblock import labs, lifecycle, states
+from hastexo_xblock import labs, lifecycle, recovery, states, timing
 from hastexo_xblock.models import Stack, StackLog, transition
 
 from .fakes import FakeProvider
@@ -65,7 +66,7 @@ def test_slow_provider_reports_progress_and_completes(fake_providers, monkeypatc
     seen = []
     real = lifecycle._set_phase
     monkeypatch.setattr(lifecycle, "_set_phase", lambda *a: (seen.append(a[2]), real(*a)))
-    monkeypatch.setattr(lifecycle.CLOCK, "sleep", lambda seconds: None)
+    monkeypatch.setattr(timing.CLOCK, "sleep", lambda seconds: None)
     stack, attempt = claim()
     assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
     assert states.PHASE_BOOTING in seen and seen.index(states.PHASE_BOOTING) < seen.index(states.PHASE_SSH)
@@ -91,12 +92,14 @@ def test_failing_provider_falls_back_to_the_next(fake_providers):
     assert FakeProvider.stacks["fake1"] == {}
 
 
-def test_all_providers_failing_reports_their_reasons(fake_providers):
+def test_all_providers_failing_report_their_reasons_to_operators_only(fake_providers):
     fake_providers(fake1={"fail_create": "quota exceeded"}, fake2={"fail_create": "no valid host"})
     stack, attempt = claim(labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}, {"name": "fake2"}]))
     assert lifecycle.launch(stack.pk, attempt) == states.CREATE_FAILED
     stack.refresh_from_db()
-    assert "quota exceeded" in stack.error_msg and "no valid host" in stack.error_msg
+    assert "quota exceeded" in stack.error_detail and "no valid host" in stack.error_detail
+    assert json.loads(stack.error_msg)["code"] == "launch.create_refused"
+    assert "quota" not in labs.view(stack)["error_msg"]
     assert stack.provider == ""
 
 
@@ -130,7 +133,7 @@ def test_missing_template_names_the_path(fake_providers):
 
 def test_transient_errors_are_retried(fake_providers, monkeypatch):
     fake_providers(fake1={"transient": 2, "polls": 1})
-    monkeypatch.setattr(lifecycle.CLOCK, "sleep", lambda seconds: None)
+    monkeypatch.setattr(timing.CLOCK, "sleep", lambda seconds: None)
     stack, attempt = claim()
     assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE, Stack.objects.get(pk=stack.pk).error_msg
     assert len(calls("create")) == 1
@@ -209,7 +212,7 @@ def test_overdue_pending_states_are_recovered_from_the_provider(fake_providers, 
             "left": 0,
             "reason": "",
         }
-    assert lifecycle.recover(stack.pk) == expected
+    assert recovery.recover(stack.pk) == expected
     assert Stack.objects.get(pk=stack.pk).status == expected
 
 
@@ -218,11 +221,11 @@ def test_a_pending_state_before_its_deadline_is_left_alone(fake_providers):
     Stack.objects.filter(pk=stack.pk).update(
         status=states.LAUNCH_PENDING, status_deadline=timezone.now() + timedelta(minutes=5)
     )
-    assert lifecycle.recover(stack.pk) == states.LAUNCH_PENDING
+    assert recovery.recover(stack.pk) == states.LAUNCH_PENDING
 
 
 def test_a_create_still_in_progress_is_waited_for_not_restarted(fake_providers, monkeypatch):
-    monkeypatch.setattr(lifecycle.CLOCK, "sleep", lambda seconds: None)
+    monkeypatch.setattr(timing.CLOCK, "sleep", lambda seconds: None)
     stack, attempt = claim()
     # The first worker started the create and died; the provider is still creating.
     Stack.objects.filter(pk=stack.pk).update(provider="fake1")
@@ -271,7 +274,7 @@ def test_a_failed_resume_is_suspended_again_and_keeps_its_key(fake_providers, mo
     stack, attempt = claim()
     assert lifecycle.launch(stack.pk, attempt) == states.RESUME_FAILED
     stack.refresh_from_db()
-    assert "no host" in stack.error_msg and stack.private_key == key
+    assert "no host" in stack.error_detail and "no host" not in stack.error_msg and stack.private_key == key
     assert calls("suspend")[-1][2] == stack.name
     assert FakeProvider.stacks["fake1"][stack.name]["status"] == states.SUSPEND_COMPLETE
 

@@ -18,23 +18,57 @@ from typing import Any, ClassVar
 
 
 class ProviderError(Exception):
-    """An operation failed; ``str(error)`` is safe to show to a learner."""
+    """An operation failed.  Two layers, never mixed:
+
+    - ``str(error)`` is the operator's detail: whatever the cloud said
+      (URLs, TLS and auth details included).  It goes to logs and to
+      ``Stack.error_detail`` (the admin), never to a learner.
+    - :attr:`learner` is ``(code, params)`` of a learner message in
+      ``messages.CATALOG``: what the learner reads, translated, built only
+      from values the provider chose to expose.
+
+    Subclasses set :attr:`learner_code`; a provider may pass its own
+    ``learner_code``/``learner_params`` (a catalog code) per error.
+    """
+
+    learner_code: str = "provider.failed"
+
+    def __init__(
+        self, *args: object, learner_code: str | None = None, learner_params: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(*args)
+        if learner_code is not None:
+            self.learner_code = learner_code
+        self.learner_params = dict(learner_params or {})
+
+    @property
+    def learner(self) -> tuple[str, dict[str, Any]]:
+        """The learner's message as ``(catalog code, parameters)``."""
+        return self.learner_code, self.learner_params
 
 
 class TransientProviderError(ProviderError):
     """A failure worth retrying (5xx, connection refused, time-out)."""
 
+    learner_code = "provider.unavailable"
+
 
 class ProviderAuthError(ProviderError):
     """Authentication or permission failure: retrying will not help."""
+
+    learner_code = "provider.unavailable"
 
 
 class TemplateError(ProviderError):
     """The author's template (or its parameters) is not valid."""
 
+    learner_code = "launch.template_refused"
+
 
 class ProviderConfigError(ProviderError):
     """The operator's provider configuration is not valid."""
+
+    learner_code = "provider.unavailable"
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from hastexo_xblock import jobs
+from hastexo_xblock import dispatch, jobs
 from hastexo_xblock.conf import get_settings
-from hastexo_xblock.tasks import enqueue
 
 
 class Command(BaseCommand):
@@ -23,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, loop=False, **options):
         while True:
-            report = jobs.run_reaper(
-                enqueue_delete=lambda stack_id: enqueue("delete", stack_id),
-                delete_orphan=lambda provider, name: enqueue("delete_orphan", provider, name),
-            )
+            report = jobs.run_reaper(dispatch.send)
             self.stdout.write(
                 f"{len(report.claimed)} lab(s) claimed for deletion, {len(report.orphans_deleted)} orphan(s) "
                 f"deleted, {report.orphans_waiting} orphan(s) within the grace period"

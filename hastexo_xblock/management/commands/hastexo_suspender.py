@@ -7,9 +7,8 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from hastexo_xblock import jobs
+from hastexo_xblock import dispatch, jobs
 from hastexo_xblock.conf import get_settings
-from hastexo_xblock.tasks import enqueue
 
 
 class Command(BaseCommand):
@@ -20,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, loop=False, **options):
         while True:
-            count = jobs.run_suspender(enqueue_suspend=lambda stack_id: enqueue("suspend", stack_id))
+            count = jobs.run_suspender(dispatch.send)
             self.stdout.write(f"{count} lab(s) claimed for suspension")
             if not loop:
                 return
