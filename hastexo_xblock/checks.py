@@ -47,7 +47,7 @@ def start(
     block_id: str,
     tests: Sequence[str],
     *,
-    enqueue: dispatch.Send = dispatch.send,
+    enqueue: dispatch.Send | None = None,
 ) -> Check:
     """Start a check of ``tests`` on the learner's lab, or return the one already in flight.
 
@@ -59,6 +59,7 @@ def start(
     """
     if not tests:
         raise CheckError(_("This lab has no progress checks."))
+    enqueue = enqueue or dispatch.send
     settings = get_settings()
     now = timezone.now()
     with transaction.atomic():

@@ -52,12 +52,13 @@ def claim_due(batch: int, now=None) -> list[int]:
     ]
 
 
-def recover_overdue(send: dispatch.Send = dispatch.send, now=None) -> int:
+def recover_overdue(send: dispatch.Send | None = None, now=None) -> int:
     """Hand every dead launch and overdue pending state to the workers (see ``labs.watch``); return how many.
 
     Dead launches are those whose heartbeat is older than ``heartbeat_timeout``:
     a worker killed mid-launch is noticed within that, not at the deadline.
     """
+    send = send or dispatch.send
     settings = get_settings()
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings["heartbeat_timeout"])
@@ -73,12 +74,13 @@ def recover_overdue(send: dispatch.Send = dispatch.send, now=None) -> int:
     return handed
 
 
-def run_suspender(send: dispatch.Send = dispatch.send, now=None) -> int:
+def run_suspender(send: dispatch.Send | None = None, now=None) -> int:
     """Claim every due stack in batches of ``suspend_concurrency`` and enqueue a suspend each.
 
     Loops until no due stack is left (not "a handful per run"), then recovers
     overdue pending states.  Returns how many suspends were enqueued.
     """
+    send = send or dispatch.send
     batch = get_settings()["suspend_concurrency"]
     total = 0
     while True:
@@ -183,8 +185,9 @@ def sweep_orphans(delete_orphan: Callable[[str, str], None], now=None) -> tuple[
     return deleted, waiting
 
 
-def run_reaper(send: dispatch.Send = dispatch.send, now=None) -> ReaperReport:
+def run_reaper(send: dispatch.Send | None = None, now=None) -> ReaperReport:
     """Claim aged and failed labs for deletion (one delete task each), then sweep orphans."""
+    send = send or dispatch.send
     report = ReaperReport()
     report.claimed = claim_aged(now)
     for pk in report.claimed:

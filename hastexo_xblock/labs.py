@@ -222,7 +222,7 @@ def status(
     *,
     initialize: bool = False,
     reset: bool = False,
-    enqueue: dispatch.Send = dispatch.send,
+    enqueue: dispatch.Send | None = None,
 ) -> dict[str, Any]:
     """Decide what to do for a learner's status request, do it, and return :func:`view`.
 
@@ -237,6 +237,7 @@ def status(
     launch in progress) no query is made: the caller's row is the answer.
     """
     settings = get_settings()
+    enqueue = enqueue or dispatch.send
     changed = watch(stack, settings, enqueue)
 
     notice = ""

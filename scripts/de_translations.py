@@ -168,4 +168,27 @@ DE = {
     "provider %(name)s is not configured here": "Anbieter %(name)s ist hier nicht eingerichtet",
     "This lab cannot start: %(problem)s.": "Dieses Lab kann nicht starten: %(problem)s.",
     "Your last progress check was still running when this course's lab software was upgraded, and its result was lost. Please check your progress again.": "Ihre letzte Fortschrittsprüfung lief noch, als die Lab-Software dieses Kurses aktualisiert wurde, und ihr Ergebnis ist verloren gegangen. Bitte prüfen Sie Ihren Fortschritt erneut.",
+    "Your lab could not be created. Please try again later; if it keeps failing, tell your course staff.": (
+        "Ihr Lab konnte nicht erstellt werden. Bitte versuchen Sie es später erneut; "
+        "wenn es weiterhin fehlschlägt, wenden Sie sich an Ihr Kursteam."
+    ),
+    "Your lab could not be resumed. Please try again.": (
+        "Ihr Lab konnte nicht fortgesetzt werden. Bitte versuchen Sie es erneut."
+    ),
+    "Lab template problem: the lab environment refused the lab's template. Your course staff can see why.": (
+        "Problem mit der Lab-Vorlage: Die Lab-Umgebung hat die Vorlage des Labs abgelehnt. "
+        "Ihr Kursteam kann den Grund einsehen."
+    ),
+    "The lab environment reported a problem. Please try again later.": (
+        "Die Lab-Umgebung hat ein Problem gemeldet. Bitte versuchen Sie es später erneut."
+    ),
+    "The lab environment is not available right now. Please try again later.": (
+        "Die Lab-Umgebung ist zurzeit nicht verfügbar. Bitte versuchen Sie es später erneut."
+    ),
+    "Your lab could not be paused; it will be tried again.": (
+        "Ihr Lab konnte nicht pausiert werden; es wird erneut versucht."
+    ),
+    "Your lab could not be removed; it will be tried again.": (
+        "Ihr Lab konnte nicht entfernt werden; es wird erneut versucht."
+    ),
 }

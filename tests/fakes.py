@@ -113,3 +113,15 @@ class FakeProvider(Provider):
 
     def list(self) -> list[str]:
         return sorted(self.stacks[self.name])
+
+
+def collect_sends(into: list) -> Any:
+    """A ``dispatch.send`` stand-in for the jobs: ``delete`` appends the stack id, ``delete_orphan`` the pair."""
+
+    def send(task_name: str, *args: Any, **_kwargs: Any) -> None:
+        if task_name == "delete_orphan":
+            into.append(tuple(args))
+        else:
+            into.append(args[0] if len(args) == 1 else (task_name, *args))
+
+    return send

@@ -21,7 +21,7 @@ LIST = "/admin/hastexo_xblock/stack/"
 @pytest.fixture
 def sent(monkeypatch):
     calls = []
-    monkeypatch.setattr("hastexo_xblock.tasks.enqueue", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr("hastexo_xblock.dispatch.send", lambda *args, **kwargs: calls.append(args))
     return calls
 
 

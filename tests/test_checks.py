@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from hastexo_xblock import checks, remote, states
+from hastexo_xblock import checkrun, checks, remote, states
 from hastexo_xblock.models import Check, Stack
 
 from .test_block import bring_up, call, make_block
@@ -61,7 +61,7 @@ def grades(events):
 @pytest.fixture
 def queued(monkeypatch):
     calls = []
-    monkeypatch.setattr("hastexo_xblock.tasks.enqueue", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("hastexo_xblock.dispatch.send", lambda *a, **k: calls.append(a))
     return calls
 
 
@@ -144,7 +144,7 @@ def test_a_check_that_cannot_be_queued_says_so(monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("hastexo_xblock.tasks.enqueue", broken)
+    monkeypatch.setattr("hastexo_xblock.dispatch.send", broken)
     block, _stack = up_block("no-broker")
     body = call(block, "check_progress")[1]
     assert body["status"] == "error" and "try again" in body["error_msg"]
@@ -209,8 +209,8 @@ def test_feedback_and_hints_follow_the_authors_choice(queued, attributes, expect
 
 def test_long_hints_are_capped():
     result = remote.RemoteResult(1, "", "x" * 5000)
-    hint = checks._hint(result, 10)
-    assert len(hint) == checks.HINT_LIMIT and hint.endswith("…")
+    hint = checkrun._hint(result, 10)
+    assert len(hint) == checkrun.HINT_LIMIT and hint.endswith("…")
 
 
 # --- real runs ---------------------------------------------------------------------

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, lifecycle, states, tasks
+from hastexo_xblock import dispatch, jobs, labs, lifecycle, states
 from hastexo_xblock.conf import get_settings
 from hastexo_xblock.models import Stack
 from hastexo_xblock.providers import get_provider
 
 from . import heat_env
+from .fakes import collect_sends as _collect
 from .test_block import call, make_block
 from .test_worker import start_worker, stop_worker, wait_for
 
@@ -128,7 +129,7 @@ def test_open_suspend_resume_reset_reap_through_a_worker(heat, tmp_path):
 
         # The learner leaves: suspended on Heat.
         Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
-        assert jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk)) == 1
+        assert jobs.run_suspender(dispatch.send) == 1
         assert wait_for(stack.pk, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED}).status == states.SUSPEND_COMPLETE
         assert heat_status("heat1", stack.name) == states.SUSPEND_COMPLETE
 
@@ -149,12 +150,11 @@ def test_open_suspend_resume_reset_reap_through_a_worker(heat, tmp_path):
 
         # Suspended and aged: the reaper deletes it on Heat.
         Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
-        jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk))
+        jobs.run_suspender(dispatch.send)
         wait_for(stack.pk, {states.SUSPEND_COMPLETE})
         Stack.objects.filter(pk=stack.pk).update(suspended_at=timezone.now() - timedelta(days=15))
         report = jobs.run_reaper(
-            enqueue_delete=lambda pk: tasks.enqueue("delete", pk),
-            delete_orphan=lambda *a: pytest.fail(f"no orphan expected: {a}"),
+            lambda name, *a: dispatch.send(name, *a) if name == "delete" else pytest.fail(f"no orphan expected: {a}")
         )
         assert report.claimed == [stack.pk]
         gone = wait_for(stack.pk, {states.DELETE_COMPLETE, states.DELETE_FAILED}, timeout=120)
@@ -186,11 +186,10 @@ def test_an_up_lab_of_the_same_age_is_left_alone_and_orphans_go(heat):
         {"run": "orphaned"},
     )
     deleted = []
-    report = jobs.run_reaper(enqueue_delete=deleted.append, delete_orphan=lambda p, n: deleted.append((p, n)))
+    report = jobs.run_reaper(_collect(deleted))
     assert report.claimed == [] and deleted == []  # the up lab stays; the orphan is in its grace period
     report = jobs.run_reaper(
-        enqueue_delete=deleted.append,
-        delete_orphan=lambda p, n: deleted.append((p, n)),
+        _collect(deleted),
         now=timezone.now() + timedelta(seconds=61),
     )
     assert deleted == [("heat1", orphan)]

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, states
+from hastexo_xblock import jobs, labs, recovery, states
 from hastexo_xblock.models import Stack
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
@@ -28,19 +28,19 @@ def test_every_due_stack_is_claimed_in_one_run(hastexo_settings):
     due = make_up(25)
     not_due = make_up(3, due=False)
     enqueued = []
-    assert jobs.run_suspender(enqueued.append) == 25
+    assert jobs.run_suspender(lambda name, pk: enqueued.append(pk)) == 25
     assert sorted(enqueued) == sorted(due)
     assert set(Stack.objects.filter(pk__in=due).values_list("status", flat=True)) == {states.SUSPEND_PENDING}
     assert set(Stack.objects.filter(pk__in=not_due).values_list("status", flat=True)) == {states.CREATE_COMPLETE}
     assert all(s.status_deadline > timezone.now() for s in Stack.objects.filter(pk__in=due))
     # A second run finds nothing left.
-    assert jobs.run_suspender(enqueued.append) == 0
+    assert jobs.run_suspender(lambda name, pk: enqueued.append(pk)) == 0
 
 
 def test_stacks_that_are_not_up_are_not_claimed():
     make_up(2, status=states.SUSPEND_COMPLETE)
     make_up(2, status=states.LAUNCH_PENDING)
-    assert jobs.run_suspender(lambda pk: pytest.fail("nothing should be enqueued")) == 0
+    assert jobs.run_suspender(lambda *a: pytest.fail("nothing should be enqueued")) == 0
 
 
 def test_a_keepalive_between_query_and_claim_wins():
@@ -56,16 +56,25 @@ def test_overdue_pending_states_are_recovered_by_the_job(hastexo_settings):
     Stack.objects.filter(pk=stack.pk).update(
         status=states.LAUNCH_PENDING, status_deadline=timezone.now() - timedelta(seconds=1)
     )
-    jobs.run_suspender(lambda pk: None)
+    sent = []
+    jobs.run_suspender(lambda *args: sent.append(args))
+    # The job only claims and enqueues (no provider call in the job's own process) ...
+    [(name, pk, token)] = sent
+    assert (name, pk) == ("recover", stack.pk)
+    assert Stack.objects.get(pk=stack.pk).status == states.LAUNCH_PENDING
+    # ... once: the next run finds the recovery claimed.
+    jobs.run_suspender(lambda *args: sent.append(args))
+    assert len(sent) == 1
+    # The worker's recovery settles it; a stale token does nothing.
+    assert recovery.recover(pk, "2000-01-01T00:00:00+00:00") == states.LAUNCH_PENDING
+    assert recovery.recover(pk, token) == states.LAUNCH_TIMEOUT
     assert Stack.objects.get(pk=stack.pk).status == states.LAUNCH_TIMEOUT
 
 
 def test_management_command_enqueues(monkeypatch):
     make_up(3)
     sent = []
-    monkeypatch.setattr(
-        "hastexo_xblock.management.commands.hastexo_suspender.enqueue", lambda name, pk: sent.append((name, pk))
-    )
+    monkeypatch.setattr("hastexo_xblock.dispatch.send", lambda name, pk: sent.append((name, pk)))
     call_command("hastexo_suspender")
     assert [name for name, _ in sent] == ["suspend"] * 3
 
@@ -96,7 +105,7 @@ def test_suspender_throughput_against_a_fixed_handful_per_run(hastexo_settings, 
 
     enqueued = []
     started = time.perf_counter()
-    claimed = jobs.run_suspender(enqueued.append)
+    claimed = jobs.run_suspender(lambda name, pk: enqueued.append(pk))
     seconds = time.perf_counter() - started
     assert claimed == 400 and len(set(enqueued)) == 400
 

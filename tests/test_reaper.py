@@ -6,10 +6,11 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, lifecycle, states
+from hastexo_xblock import jobs, labs, lifecycle, states, timing
 from hastexo_xblock.models import OrphanSighting, Stack, StackLog
 
 from .fakes import FakeProvider
+from .fakes import collect_sends as _collect
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
 
@@ -33,7 +34,7 @@ def make(learner, status, suspended_days_ago=None, delete_age=None, provider="fa
 
 def reap(**kwargs):
     deleted = []
-    report = jobs.run_reaper(enqueue_delete=deleted.append, delete_orphan=lambda p, n: deleted.append((p, n)), **kwargs)
+    report = jobs.run_reaper(_collect(deleted), **kwargs)
     return report, deleted
 
 
@@ -67,7 +68,7 @@ def test_block_delete_age_in_seconds_wins_and_zero_disables(fake_providers, hast
 
 def test_a_failing_delete_is_retried_up_to_delete_attempts(fake_providers, hastexo_settings, monkeypatch):
     hastexo_settings(delete_age=1, delete_attempts=3)
-    monkeypatch.setattr(lifecycle.CLOCK, "sleep", lambda seconds: None)
+    monkeypatch.setattr(timing.CLOCK, "sleep", lambda seconds: None)
     stack = make("flaky", states.SUSPEND_COMPLETE, suspended_days_ago=2)
     failures = {"left": 2}
     real_delete = FakeProvider.delete
@@ -141,6 +142,6 @@ def test_management_command(fake_providers, monkeypatch, hastexo_settings):
     hastexo_settings(delete_age=1)
     make("cmd", states.SUSPEND_COMPLETE, suspended_days_ago=3)
     sent = []
-    monkeypatch.setattr("hastexo_xblock.management.commands.hastexo_reaper.enqueue", lambda *a: sent.append(a))
+    monkeypatch.setattr("hastexo_xblock.dispatch.send", lambda *a: sent.append(a))
     call_command("hastexo_reaper")
     assert [a[0] for a in sent] == ["delete"]

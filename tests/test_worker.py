@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, states, tasks
+from hastexo_xblock import dispatch, jobs, labs, states
 from hastexo_xblock.conf import get_settings
 from hastexo_xblock.models import Stack, StackLog
 from hastexo_xblock.providers import get_provider
@@ -192,7 +192,7 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
 
     # The learner leaves: the suspender finds the stack due and a worker suspends it.
     Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
-    assert jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk)) == 1
+    assert jobs.run_suspender(dispatch.send) == 1
     stack = wait_for(stack.pk, {states.SUSPEND_COMPLETE, states.SUSPEND_FAILED})
     assert stack.status == states.SUSPEND_COMPLETE
     # The background job is suspended too: its counter stands still.
@@ -249,7 +249,7 @@ def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
     frag = block.runtime.render(block, "student_view")
     page = frag.head_html() + frag.body_html() + frag.foot_html()
     Stack.objects.filter(pk=stack.pk).update(suspend_by=timezone.now())
-    jobs.run_suspender(lambda pk: tasks.enqueue("suspend", pk))
+    jobs.run_suspender(dispatch.send)
     wait_for(stack.pk, {states.SUSPEND_COMPLETE})
 
     key_lines = [line for line in stack.private_key.splitlines() if line and not line.startswith("-----")]

@@ -36,7 +36,6 @@ This module does not import XBlock.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +45,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from .. import names, remote, states
+from .. import names, remote, states, timing
 from ..conf import Settings, get_settings
 from ..models import LegacyAdoption, Stack, StackLog
 from ..providers import get_provider
@@ -203,9 +202,8 @@ def _suspended_at(row: LegacyStack, settings: Settings, now: datetime) -> dateti
 def _pin(row: LegacyStack, real: ProviderStack, ip: str, port: int, key: str, timeout: float) -> tuple[str, str]:
     """``(host key, note)``: the lab's SSH host key, pinned now, and a note when something is off."""
     offered = real.extra.get("host_key") if real.extra else None
-    deadline = time.monotonic() + timeout
     try:
-        host_key = remote.run_sync(remote.wait_for_ssh(ip, port, deadline, pinned=offered))
+        host_key = remote.run_sync(remote.wait_for_ssh(ip, port, timing.Deadline.after(timeout), pinned=offered))
     except remote.HostKeyMismatch:
         return "", "its SSH host key differs from the one its provider reports; not pinned"
     except TimeoutError:

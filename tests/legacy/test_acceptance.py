@@ -24,7 +24,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from hastexo_xblock import checks, compat, jobs, lifecycle, states
+from hastexo_xblock import checkrun, compat, jobs, lifecycle, states
 from hastexo_xblock.models import Check, LegacyAdoption, Stack
 from hastexo_xblock.providers import get_provider
 
@@ -166,7 +166,7 @@ def test_three_learners_switch_without_losing_their_labs(labs, gateway, monkeypa
     last = block3.student_view({}).json_init_args["last_check"]
     assert last["status"] == "error" and "check your progress again" in last["error_msg"]
     started = call(block3, "check_progress")[1]
-    assert checks.run(started["id"]) == Check.DONE
+    assert checkrun.run(started["id"]) == Check.DONE
     done = call(block3, "check_status")[1]
     assert (done["status"], done["pass"], done["total"], done["hints"]) == ("done", 0, 1, ["There is no work.txt."])
 

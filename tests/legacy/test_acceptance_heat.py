@@ -20,7 +20,7 @@ import asyncssh
 import pytest
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, lifecycle, states
+from hastexo_xblock import jobs, labs, lifecycle, stackops, states, timing
 from hastexo_xblock.legacy import adopt
 from hastexo_xblock.models import OrphanSighting, Stack, transition
 from hastexo_xblock.providers import get_provider
@@ -65,11 +65,11 @@ def heat_default(original_tables, hastexo_settings, ssh_lab, tmp_path):
     for name in created:
         provider.delete(name)
     for name in created:
-        lifecycle._wait_for(provider, name, lifecycle.CLOCK.monotonic() + 120)
+        stackops.wait_for(provider, name, timing.Deadline.after(120))
 
 
 def settle(provider, name):
-    return lifecycle._wait_for(provider, name, lifecycle.CLOCK.monotonic() + 120)
+    return stackops.wait_for(provider, name, timing.Deadline.after(120))
 
 
 def test_the_originals_stack_names_on_heat(heat_default, ssh_lab):
