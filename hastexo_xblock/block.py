@@ -281,7 +281,8 @@ class HastexoXBlock(
         )
 
     def _stack(self):
-        return labs.get_stack(compat.course_id(self), compat.anonymous_user_id(self), compat.django_user(self))
+        # The user is looked up only if the row has to be created: a status poll stays one query.
+        return labs.get_stack(compat.course_id(self), compat.anonymous_user_id(self), lambda: compat.django_user(self))
 
     def _text(self, message: str) -> str:
         """``message`` in the current user's language (empty stays empty: gettext("") is the catalog header)."""

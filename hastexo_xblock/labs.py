@@ -96,11 +96,18 @@ class LabSpec:
 
 
 def get_stack(course_id: str | None, learner_id: str, learner: Any = None) -> Stack:
-    """The learner's stack row in this course run, created if missing (race-safe)."""
+    """The learner's stack row in this course run, created if missing (race-safe).
+
+    One indexed ``SELECT`` (the unique ``course_id, anonymous_user_id``) when
+    the row exists.  ``learner`` (the Django user, or a callable returning
+    it) is only needed, and a callable only called, when the row is created.
+    """
     course = course_id or names.WORKBENCH_COURSE
     stack = Stack.objects.filter(course_id=course, anonymous_user_id=learner_id).first()
     if stack is not None:
         return stack
+    if callable(learner):
+        learner = learner()
     try:
         with transaction.atomic():
             return Stack.objects.create(

@@ -15,9 +15,10 @@ import pytest
 from hastexo_xblock import conf
 from hastexo_xblock.providers import register_type, reset_instances
 
-from .fakes import FakeProvider
+from .fakes import FakeProvider, SlowFileProvider
 
 register_type("fake", FakeProvider)
+register_type("slowfile", SlowFileProvider)
 
 OUTPUT_DIR = os.path.abspath(os.environ.get("HASTEXO_TEST_OUTPUT", "test-output"))
 
