@@ -11,14 +11,15 @@ import django
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-django.setup()
 
 from hastexo_xblock.providers import register_type  # noqa: E402
 
 from .fakes import SlowFileProvider  # noqa: E402
 
-# The slow provider of the worker-recovery tests (test_worker.py), known to the worker as to the tests.
+# The slow provider of the worker-recovery tests (test_worker.py), known to the worker as to the tests;
+# registered before django.setup(), which validates the settings.
 register_type("slowfile", SlowFileProvider)
+django.setup()
 
 
 def make_app(broker_url: str) -> Celery:

@@ -23,6 +23,7 @@ from hastexo_xblock.models import Stack, StackLog
 from hastexo_xblock.providers import get_provider
 
 from .celery_app import make_app
+from .fakes import creates
 from .test_block import call, make_block
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
@@ -271,3 +272,59 @@ def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
     for where, text in places.items():
         for line in key_lines:
             assert line not in text, f"private key material in the {where}"
+
+
+@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
+def slow_lab_broker(request, lab_templates, tmp_path, ssh_lab, hastexo_settings):
+    """A broker, a slow provider shared with worker subprocesses, and short heartbeats for both processes."""
+    slow = {"type": "slowfile", "root": str(tmp_path / "slow"), "seconds": 6, "lab": list(ssh_lab.address)}
+    times = {"heartbeat_interval": 1, "heartbeat_timeout": 4}
+    os.environ["HASTEXO_TEST_EXTRA_PROVIDERS"] = json.dumps({"slow": slow})
+    os.environ["HASTEXO_TEST_SETTINGS_JSON"] = json.dumps(times)
+    hastexo_settings(providers={**get_settings()["providers"], "slow": slow}, template_dir=str(tmp_path), **times)
+    yield request.param, slow["root"]
+    os.environ.pop("HASTEXO_TEST_EXTRA_PROVIDERS", None)
+    os.environ.pop("HASTEXO_TEST_SETTINGS_JSON", None)
+
+
+def test_a_worker_killed_mid_launch_is_recovered_by_the_next_status_request(slow_lab_broker, tmp_path):
+    """SIGKILL the worker during CREATE_IN_PROGRESS; a new worker finishes the launch, with no second create.
+
+    Heartbeats here are 1 s (dead after 4 s) to keep the test short; with the
+    defaults (10 s, dead after 45 s) the same path recovers within a minute.
+    """
+    broker_url, root = slow_lab_broker
+    spec = labs.LabSpec(template="linux.yaml", providers=[{"name": "slow"}], launch_timeout=600)
+    first = start_worker(broker_url, tmp_path)
+    try:
+        stack = labs.get_stack("course-v1:o+c+r", "killed-mid-launch")
+        labs.status(stack, spec, initialize=True)
+        stack = wait_for(stack.pk, {states.CREATE_IN_PROGRESS}, timeout=30)
+        deadline = time.monotonic() + 10
+        while Stack.objects.get(pk=stack.pk).heartbeat_at is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(10)
+        killed = time.monotonic()
+    finally:
+        first.stop()
+    assert Stack.objects.get(pk=stack.pk).status == states.CREATE_IN_PROGRESS
+    second = Worker(broker_url, str(tmp_path / "worker2.log"))
+    try:
+        # The learner's page keeps polling (without initialize), as the front end does.
+        while time.monotonic() - killed < 60:
+            view = labs.status(Stack.objects.get(pk=stack.pk), spec)
+            if not view["pending"]:
+                break
+            time.sleep(1)
+        recovered = time.monotonic() - killed
+        stack = Stack.objects.get(pk=stack.pk)
+        assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, second.output()[-3000:])
+        print(f"\n[{broker_url.split(':')[0]}] recovered {recovered:.1f} s after the kill")
+        assert recovered < 60
+        assert creates(root) == [stack.name]  # looked up before creating: no second stack
+        assert StackLog.objects.filter(stack=stack, status=states.CREATE_COMPLETE).count() == 1
+        assert StackLog.objects.filter(stack=stack, status=states.LAUNCH_PENDING).count() == 1
+    finally:
+        second.stop()
+        os.environ.pop("HASTEXO_TEST_TEMPLATE_DIR", None)
