@@ -39,9 +39,9 @@ from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from hastexo_xblock import conf, states
+from hastexo_xblock import conf, jobs, states
 from hastexo_xblock.gateway import asgi, tickets
-from hastexo_xblock.gateway.activity import ActivityTracker, tracker
+from hastexo_xblock.gateway.activity import ActivityTracker, effective_interval, tracker
 from hastexo_xblock.gateway.serve import uvicorn_options
 from hastexo_xblock.models import Stack, UsedTicket
 
@@ -826,6 +826,45 @@ def test_session_closes_when_stack_goes_down(
         assert {"type": "status", "status": "deleted"} in second.messages
 
     asyncio.run(scenario())
+    wait_for(lambda: lab.active == 0)
+
+
+def test_the_activity_interval_stays_ahead_of_the_shortest_suspend_timeout() -> None:
+    assert effective_interval(30, []) == 30
+    assert effective_interval(30, [20]) == 5  # suspend_timeout 20: written every 5 s
+    assert effective_interval(30, [120, 20, 0]) == 5
+    assert effective_interval(3, [3600]) == 3  # a shorter configured interval is kept
+    assert effective_interval(30, [2]) == 1  # never below a second
+
+
+def test_a_learner_who_types_is_never_suspended(
+    gateway: Gateway, lab: LabServer, keys: Keys, activity_interval: Callable[[int], None]
+) -> None:
+    """Typing every 5 s with ``suspend_timeout`` 20 (here scaled by 1/5: every 1 s with 4 s), interval 30.
+
+    The suspender job runs four times a second all along; with the write
+    interval at 30 s the learner would be suspended 4 s after the launch.
+    """
+    activity_interval(30)
+    stack = make_stack(keys, lab, suspend_timeout=4, suspend_by=timezone.now() + timedelta(seconds=4))
+    claimed: list[Any] = []
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        started = time.monotonic()
+        next_key = started
+        while time.monotonic() - started < 12:
+            if time.monotonic() >= next_key:
+                await term.type("x")
+                next_key += 1.0
+            await asyncio.to_thread(jobs.run_suspender, lambda *args: claimed.append(args))
+            assert await asyncio.to_thread(lambda: Stack.objects.get(pk=stack.pk).status) == states.CREATE_COMPLETE
+            await asyncio.sleep(0.25)
+        await term.ws.close()
+
+    asyncio.run(scenario())
+    assert claimed == []
     wait_for(lambda: lab.active == 0)
 
 

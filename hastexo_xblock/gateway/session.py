@@ -188,7 +188,7 @@ class TerminalSession:
         """Accept, connect, pump until one side ends, then clean up.  Never raises for I/O errors."""
         if not await self._send({"type": "websocket.accept"}):
             return
-        token = tracker.register(self._stack_id, self._on_down)
+        token = tracker.register(self._stack_id, self._on_down, self._suspend_timeout)
         reader = asyncio.create_task(self._read_client(), name="gateway-ws-reader")
         down = self._down
         tasks: list[asyncio.Task[Any]] = [reader]
