@@ -12,9 +12,9 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-from hastexo_xblock.providers import register_type  # noqa: E402
+from hastexo_xblock.providers import register_type
 
-from .fakes import SlowFileProvider  # noqa: E402
+from .fakes import SlowFileProvider
 
 # The slow provider of the worker-recovery tests (test_worker.py), known to the worker as to the tests;
 # registered before django.setup(), which validates the settings.

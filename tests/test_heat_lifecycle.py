@@ -227,10 +227,11 @@ def test_fallback_and_capacity_across_two_projects(heat, hastexo_settings):
     hastexo_settings(providers={**get_settings()["providers"], "heat1": broken})
     fourth = launch("d")
     assert (fourth.status, fourth.provider) == (states.CREATE_COMPLETE, "heat2"), fourth.error_msg
-    # The first failing and the second full: the learner reads why, the provider named.
+    # The first failing and the second full: the operator reads why (the provider named), the learner a message.
     fifth = launch("e")
     assert fifth.status == states.CREATE_FAILED
-    assert "heat1" in fifth.error_msg and "authentication failed" in fifth.error_msg
+    assert "heat1" in fifth.error_detail and "authentication failed" in fifth.error_detail
+    assert "heat1" not in fifth.error_msg and "could not be created" in labs.view(fifth)["error_msg"]
 
 
 def heat_env_list(provider_name):
