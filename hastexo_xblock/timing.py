@@ -136,6 +136,10 @@ RETRY = Backoff(0.5, 2.0, 10.0)
 SETTLE = Backoff(0.5, 1.5, 1.0)
 #: Waiting for a lab's SSH server to answer.
 SSH = Backoff(0.1, 2.0, 2.0)
+#: Waiting for the kernel (a cgroup to freeze or empty, a process to stop): milliseconds.
+KERNEL = Backoff(0.002, 2.0, 0.02)
+#: Waiting for a local lab's host process to report that it listens.
+LOCAL_START = Backoff(0.02, 1.0, 0.02)
 
 
 class Timeout(TimeoutError):

@@ -29,9 +29,10 @@ import contextlib
 import errno
 import os
 import signal
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from ... import timing
 
 #: What a lab's cgroup can do, and the v1 controller that does it.
 FEATURES = {"memory": "memory", "pids": "pids", "cpu": "cpu", "freeze": "freezer"}
@@ -311,16 +312,22 @@ class LabCgroup:
             _write(os.path.join(path, "freezer.state"), "FROZEN" if frozen else "THAWED")
         else:
             _write(os.path.join(path, "cgroup.freeze"), "1" if frozen else "0")
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while self.frozen() != frozen:
-            if time.monotonic() > deadline:
-                states = self._task_states()
-                if frozen:
-                    # Never leave a lab half frozen.
-                    with contextlib.suppress(CgroupError):
-                        self._set_frozen(False)
-                raise CgroupError(f"{path} did not become {'frozen' if frozen else 'thawed'} in time (tasks: {states})")
-            time.sleep(0.002)
+        try:
+            timing.poll(
+                lambda: True if self.frozen() == frozen else None,
+                timing.Deadline.after(SETTLE_SECONDS),
+                timing.KERNEL,
+                what=f"{path} {'freeze' if frozen else 'thaw'}",
+            )
+        except timing.Timeout:
+            states = self._task_states()
+            if frozen:
+                # Never leave a lab half frozen.
+                with contextlib.suppress(CgroupError):
+                    self._set_frozen(False)
+            raise CgroupError(
+                f"{path} did not become {'frozen' if frozen else 'thawed'} in time (tasks: {states})"
+            ) from None
 
     def _task_states(self) -> str:
         """``pid:state`` of every process in the lab, for error messages."""
@@ -368,26 +375,35 @@ class LabCgroup:
                     os.kill(pid, signal.SIGKILL)
             if frozen:
                 self.thaw()
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while self.pids():
-            if time.monotonic() > deadline:
-                raise CgroupError(f"processes of the lab are still alive: {sorted(self.pids())}")
-            for pid in self.pids():
+
+        def gone() -> bool | None:
+            left = self.pids()
+            for pid in left:  # one that escaped the first kill (forked meanwhile) gets it again
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+            return None if left else True
+
+        try:
+            timing.poll(gone, timing.Deadline.after(SETTLE_SECONDS), timing.KERNEL, what="lab processes to die")
+        except timing.Timeout:
+            raise CgroupError(f"processes of the lab are still alive: {sorted(self.pids())}") from None
 
     def remove(self) -> None:
         """Remove the lab's cgroup directories (they must be empty: :meth:`kill` first)."""
         for path in self._unique_dirs():
-            deadline = time.monotonic() + SETTLE_SECONDS
-            while True:
+
+            def removed(path: str = path) -> bool | None:
                 try:
                     os.rmdir(path)
-                    break
                 except FileNotFoundError:
-                    break
+                    pass
                 except OSError as error:
-                    if error.errno != errno.EBUSY or time.monotonic() > deadline:
+                    if error.errno != errno.EBUSY:
                         raise CgroupError(f"cannot remove {path}: {error.strerror}") from None
-                    time.sleep(0.01)
+                    return None  # the kernel has not let go of the last task yet
+                return True
+
+            try:
+                timing.poll(removed, timing.Deadline.after(SETTLE_SECONDS), timing.KERNEL, what=f"remove {path}")
+            except timing.Timeout:
+                raise CgroupError(f"cannot remove {path}: still busy") from None

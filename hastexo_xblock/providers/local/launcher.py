@@ -14,10 +14,10 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from ... import timing
 from ..base import ProviderError, TransientProviderError
 from . import cgroups, processes, statedir
 from .statedir import LabDir
@@ -117,8 +117,8 @@ class LabHosts:
         lab.write_state(state)
 
         timeout = self.start_timeout + (self.setup_timeout if setup else 0.0)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def listening() -> dict[str, Any] | None:
             server = lab.read_server()
             if (
                 server
@@ -134,14 +134,17 @@ class LabHosts:
                     statedir.tail(lab.file(statedir.LABHOST_LOG), 2000),
                 )
                 raise ProviderError("the lab host failed to start")
-            if time.monotonic() > deadline:
-                self.kill(lab, state)
-                if setup and lab.read_server() is None:
-                    raise TransientProviderError(
-                        f"the setup script did not finish within {self.setup_timeout:g} seconds"
-                    )
-                raise TransientProviderError(f"the lab host did not start within {timeout:g} seconds")
-            time.sleep(0.02)
+            return None
+
+        try:
+            return timing.poll(listening, timing.Deadline.after(timeout), timing.LOCAL_START, what=f"lab {lab.name}")
+        except timing.Timeout:
+            self.kill(lab, state)
+            if setup and lab.read_server() is None:
+                raise TransientProviderError(
+                    f"the setup script did not finish within {self.setup_timeout:g} seconds"
+                ) from None
+            raise TransientProviderError(f"the lab host did not start within {timeout:g} seconds") from None
 
 
 def kill_legacy_host(lab: LabDir, state: Mapping[str, Any]) -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable
 
 import psutil
+
+from ... import timing
 
 #: How long to wait for stopped or killed processes to settle.
 SETTLE_SECONDS = 5.0
@@ -93,14 +94,16 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _wait(pids: list[int], done: Callable[[int], bool]) -> bool:
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        pending = [p for p in pids if not done(p)]
-        if not pending:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
+    """Whether every one of ``pids`` is ``done`` within :data:`SETTLE_SECONDS`."""
+    try:
+        return timing.poll(
+            lambda: True if all(done(p) for p in pids) else None,
+            timing.Deadline.after(SETTLE_SECONDS),
+            timing.KERNEL,
+            what="processes to settle",
+        )
+    except timing.Timeout:
+        return False
 
 
 def stop_tree(pid: int) -> list[int]:
