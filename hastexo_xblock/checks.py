@@ -28,14 +28,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from . import dispatch, messages, states
+from . import dispatch, messages, states, timing
 from .conf import get_settings
 from .models import Check, Stack
 
 log = logging.getLogger(__name__)
 
 #: Seconds beyond ``check_timeout`` before a check nobody finished counts as lost.
-DEADLINE_MARGIN = 60
+DEADLINE_MARGIN = timing.RECOVERY_MARGIN
 
 
 class CheckError(Exception):
