@@ -4,6 +4,7 @@ The embedded broker (kombu's filesystem transport) always runs; RabbitMQ and
 Redis run when ``HASTEXO_TEST_BROKER_URLS`` names them (CI names both).
 """
 
+import base64
 import json
 import os
 import signal
@@ -278,13 +279,36 @@ def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
 def slow_lab_broker(request, lab_templates, tmp_path, ssh_lab, hastexo_settings):
     """A broker, a slow provider shared with worker subprocesses, and short heartbeats for both processes."""
     slow = {"type": "slowfile", "root": str(tmp_path / "slow"), "seconds": 6, "lab": list(ssh_lab.address)}
-    times = {"heartbeat_interval": 1, "heartbeat_timeout": 4}
+    # Short heartbeats keep the test short; HASTEXO_TEST_HEARTBEAT="10,45" runs it with the defaults.
+    interval, timeout = (int(x) for x in os.environ.get("HASTEXO_TEST_HEARTBEAT", "1,4").split(","))
+    times = {"heartbeat_interval": interval, "heartbeat_timeout": timeout}
     os.environ["HASTEXO_TEST_EXTRA_PROVIDERS"] = json.dumps({"slow": slow})
     os.environ["HASTEXO_TEST_SETTINGS_JSON"] = json.dumps(times)
     hastexo_settings(providers={**get_settings()["providers"], "slow": slow}, template_dir=str(tmp_path), **times)
     yield request.param, slow["root"]
     os.environ.pop("HASTEXO_TEST_EXTRA_PROVIDERS", None)
     os.environ.pop("HASTEXO_TEST_SETTINGS_JSON", None)
+
+
+def launch_time_limits(stack_id):
+    """``(hard, soft)`` time limits of every launch message of ``stack_id`` the embedded broker carried."""
+    found = []
+    for root, _dirs, files in os.walk(os.path.join(os.environ["HASTEXO_TEST_RUN_DIR"], "broker")):
+        for name in files:
+            with open(os.path.join(root, name), encoding="utf-8", errors="replace") as handle:
+                try:
+                    message = json.loads(handle.read())
+                except ValueError:
+                    continue
+            if not isinstance(message, dict):
+                continue
+            headers = message.get("headers") or {}
+            if headers.get("task") != "hastexo_xblock.launch":
+                continue
+            args = json.loads(base64.b64decode(message["body"]))[0]
+            if args[0] == stack_id:
+                found.append(tuple(headers["timelimit"]))
+    return found
 
 
 def test_a_worker_killed_mid_launch_is_recovered_by_the_next_status_request(slow_lab_broker, tmp_path):
@@ -323,6 +347,12 @@ def test_a_worker_killed_mid_launch_is_recovered_by_the_next_status_request(slow
         print(f"\n[{broker_url.split(':')[0]}] recovered {recovered:.1f} s after the kill")
         assert recovered < 60
         assert creates(root) == [stack.name]  # looked up before creating: no second stack
+        if broker_url.startswith("filesystem"):
+            # Celery's limits travelled with each launch, from the block's 600 s (not the platform's 900 s).
+            limits = launch_time_limits(stack.pk)
+            assert len(limits) == 2, limits  # the first launch and the relaunch
+            for hard, soft in limits:
+                assert 600 < soft < hard <= 600 + 60, limits
         assert StackLog.objects.filter(stack=stack, status=states.CREATE_COMPLETE).count() == 1
         assert StackLog.objects.filter(stack=stack, status=states.LAUNCH_PENDING).count() == 1
     finally:
