@@ -18,7 +18,7 @@ from hastexo_xblock.providers.heat import HeatProvider
 
 from .fakes import FakeProvider
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 URL = "https://heat.internal.example.com:8004/v1/4f1c0e2b"
 TOKEN = "gAAAAABnS3cr3tT0k3nxYz"

@@ -24,7 +24,7 @@ from hastexo_xblock.providers.base import Provider
 
 from .test_block import call, make_block
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db]
 
 SPEC = labs.LabSpec(template="t.yaml", providers=[{"name": "boom"}])
 
@@ -66,6 +66,7 @@ def poll(learner, **flags):
     return labs.status(labs.get_stack("course-v1:o+c+r", learner), SPEC, **flags)
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     ("status", "fields"),
     [
@@ -97,6 +98,7 @@ def test_a_status_poll_with_nothing_to_do_is_one_indexed_select(sent, status, fi
     assert any(c["unique"] and c["columns"] == ["course_id", "anonymous_user_id"] for c in constraints.values())
 
 
+@pytest.mark.db
 def test_a_launch_whose_worker_died_is_relaunched_without_a_provider_call(sent, hastexo_settings):
     hastexo_settings(providers={"boom": {"type": "exploding"}}, heartbeat_interval=10, heartbeat_timeout=45)
     due = timezone.now() + timedelta(seconds=600)
@@ -121,6 +123,7 @@ def test_a_slow_launch_with_a_live_heartbeat_is_left_alone(sent):
     assert sent == []
 
 
+@pytest.mark.db
 @pytest.mark.parametrize("pending", [states.LAUNCH_PENDING, states.SUSPEND_PENDING, states.DELETE_IN_PROGRESS])
 def test_an_overdue_pending_state_gets_one_recovery_task(sent, pending):
     stack = make("stuck", pending, status_deadline=timezone.now() - timedelta(seconds=1))

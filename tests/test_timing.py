@@ -71,7 +71,6 @@ def test_celery_limits_come_from_the_operations_deadline_not_the_global_timeout(
     assert later == (soft - 1000, hard - 1000)
 
 
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_a_lab_that_takes_1000_s_under_a_launch_timeout_of_1800_completes(
     fake_providers, hastexo_settings, tmp_path, clock
@@ -95,7 +94,6 @@ def test_a_lab_that_takes_1000_s_under_a_launch_timeout_of_1800_completes(
     assert [c[1] for c in FakeProvider.calls].count("create") == 1
 
 
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_the_same_lab_under_a_launch_timeout_of_900_times_out_at_900(fake_providers, hastexo_settings, tmp_path, clock):
     (tmp_path / "t.yaml").write_text("fake template")
