@@ -11,6 +11,7 @@ a Unix socket, twm and an xterm), made once for this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -22,17 +23,22 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from hastexo_xblock import states
 from hastexo_xblock.gateway.activity import tracker
 from hastexo_xblock.models import Stack
 from hastexo_xblock.providers.local import LocalProvider
 
+from . import test_gateway
 from .local.conftest import sandbox_problem, ssh_run
 from .rfbclient import RFBClient
-from .test_gateway import Gateway, activity_interval, gateway, ticket_for  # noqa: F401 - fixtures
+from .test_gateway import Gateway, ticket_for
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+
+gateway = test_gateway.gateway
+activity_interval = test_gateway.activity_interval
 
 DESKTOP = "description: a desktop\ndesktop:\n  geometry: 1024x768\n"
 
@@ -132,7 +138,10 @@ def test_desktop_through_the_gateway(gateway, desktop_lab):
     assert client.server_version == b"RFB 003.008\n"
     assert client.security_types == [1]
     assert (client.width, client.height, client.name) == (1024, 768, "lab")
-    assert client.messages[:2] == [{"type": "status", "status": "connecting"}, {"type": "status", "status": "connected"}]
+    assert client.messages[:2] == [
+        {"type": "status", "status": "connecting"},
+        {"type": "status", "status": "connected"},
+    ]
     # The real desktop: more than one colour (twm's and xterm's pixels), not a blank screen.
     assert client.colours() > 1
 
@@ -211,19 +220,60 @@ def test_desktop_input_counts_as_activity(gateway, desktop_lab, activity_interva
     assert viewer.suspend_by == early  # a read-only viewer's pointer is not the learner's activity
 
 
+async def drain(ws: Any) -> tuple[list[Any], int | None]:
+    """All messages until the gateway closes, and its close code."""
+    messages = []
+    with contextlib.suppress(ConnectionClosed):
+        async for message in ws:
+            messages.append(message)
+    return messages, ws.close_code
+
+
 def test_a_missing_desktop_fails_clearly(gateway, desktop_lab):
     stack = desktop_stack(desktop_lab, desktop="unix:/run/hastexo/desktop/nothing.sock")
 
     async def go() -> tuple[list[Any], int]:
         ws = await connect(f"{gateway.ws_base}?ticket={ticket_for(stack, protocol='vnc')}", open_timeout=10)
-        messages = []
-        try:
-            async for message in ws:
-                messages.append(message)
-        except Exception:
-            pass
-        return messages, ws.close_code
+        return await drain(ws)
 
     messages, code = gateway.call(go(), timeout=30)
     assert code == 1011
     assert '"type": "error"' in messages[-1]
+
+
+def start_password_desktop(lab: DesktopLab, password: str) -> None:
+    """A second VNC server in the lab, as Heat labs have them: loopback TCP 5902, VNC password required."""
+    lab.run(
+        "mkdir -p ~/.vnc-pw && chmod 700 ~/.vnc-pw && "
+        f"echo '{password}' | vncpasswd -f > ~/.vnc-pw/passwd && chmod 600 ~/.vnc-pw/passwd && "
+        "(setsid nohup Xtigervnc :2 -geometry 640x480 -depth 24 "
+        "-rfbport 5902 -interface 127.0.0.1 -SecurityTypes VncAuth -PasswordFile ~/.vnc-pw/passwd "
+        "-desktop pwlab >~/.vnc-pw/log 2>&1 < /dev/null &)"
+    )
+    for _ in range(50):
+        if lab.run("grep -c ':170E 00000000:0000 0A' /proc/net/tcp").strip() not in ("", "0"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the password-protected VNC server did not start: {lab.run('cat ~/.vnc-pw/log')}")
+
+
+def test_vnc_password_is_answered_by_the_gateway(gateway, desktop_lab):
+    start_password_desktop(desktop_lab, "s3cret-pw")
+    ports = {"ports": [{"name": "Second desktop", "number": 5902}]}
+    stack = desktop_stack(desktop_lab, spec=ports, password="s3cret-pw")
+    wrong = desktop_stack(desktop_lab, name="desk1-wrong", anonymous_user_id="learner-w", spec=ports, password="nope")
+
+    async def go() -> tuple[RFBClient, list[Any], int | None]:
+        client = await open_desktop(gateway, ticket_for(stack, protocol="vnc", port=5902))
+        await client.request(incremental=False)
+        await client.update()
+        await client.ws.close()
+        ws = await connect(f"{gateway.ws_base}?ticket={ticket_for(wrong, protocol='vnc', port=5902)}")
+        return client, *(await drain(ws))
+
+    client, messages, code = gateway.call(go(), timeout=60)
+    # The browser was offered "None" only; the gateway answered the server's challenge.
+    assert client.security_types == [1]
+    assert (client.width, client.height, client.name) == (640, 480, "pwlab")
+    assert code == 1011
+    assert messages[-1] == '{"type": "error", "message": "Could not open the lab\'s desktop."}'
