@@ -60,6 +60,20 @@ def test_create_pins_the_host_key_and_stores_outputs(fake_providers, ssh_lab):
     ]
 
 
+def test_a_desktop_lab_records_where_its_desktop_listens(fake_providers, ssh_lab):
+    fake_providers(fake1={"extra": {"vnc": "unix:/run/desktop.sock", "rdp": "10.0.0.5:3389"}})
+    spec = labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], protocol="vnc")
+    stack, attempt = claim(spec)
+    assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
+    stack.refresh_from_db()
+    assert stack.desktop == "unix:/run/desktop.sock"
+    # A terminal lab records none, even when the provider reports one.
+    terminal, attempt = claim(learner="anon2")
+    assert lifecycle.launch(terminal.pk, attempt) == states.CREATE_COMPLETE
+    terminal.refresh_from_db()
+    assert terminal.desktop == ""
+
+
 def test_slow_provider_reports_progress_and_completes(fake_providers, monkeypatch):
     fake_providers(fake1={"polls": 3})
     seen = []
