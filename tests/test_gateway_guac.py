@@ -120,6 +120,7 @@ class GuacClient:
         self.ws = ws
         self.parser = guac.Parser()
         self.instructions: list[list[str]] = []
+        self.received: list[str] = []
 
     async def expect(self, opcode: str, timeout: float = 10) -> list[str]:
         seen = 0
@@ -131,6 +132,7 @@ class GuacClient:
             seen = len(self.instructions)
             message = await asyncio.wait_for(self.ws.recv(), timeout)
             assert isinstance(message, str)
+            self.received.append(message)
             text, found = self.parser.feed(message)
             assert text == message, "a websocket message carried a partial instruction"
             self.instructions.extend(found)
@@ -155,8 +157,10 @@ def rdp_stack(lab, **fields: Any):
     return desktop_stack(lab, protocol="rdp", password="rdp-secret-pw", **fields)
 
 
-def test_rdp_through_guacd(gateway, desktop_lab, guacd_setting):
+def test_rdp_through_guacd(gateway, desktop_lab, guacd_setting, caplog):
+    caplog.set_level("DEBUG")
     stack = rdp_stack(desktop_lab)
+    received: list[str] = []
 
     async def go() -> list[list[str]]:
         client = await open_rdp(gateway, ticket_for(stack, protocol="rdp"))
@@ -168,6 +172,7 @@ def test_rdp_through_guacd(gateway, desktop_lab, guacd_setting):
         await client.send("sync", "42")
         echoed = [await client.expect("key"), await client.expect("mouse"), await client.expect("sync")]
         await client.ws.close()
+        received.extend(client.received)
         return [name, *echoed]
 
     name, key, mouse, sync = gateway.call(go(), timeout=60)
@@ -183,6 +188,9 @@ def test_rdp_through_guacd(gateway, desktop_lab, guacd_setting):
     assert values["read-only"] == "" and values["domain"] == ""
     assert values["port"].isdigit()
     assert handshake["second_connection"] == "refused"
+    # The RDP password went to guacd only: not to the browser, not to any log.
+    assert "rdp-secret-pw" not in "".join(received)
+    assert "rdp-secret-pw" not in caplog.text
 
 
 def test_rdp_read_only_passes_no_input(gateway, desktop_lab, guacd_setting):
