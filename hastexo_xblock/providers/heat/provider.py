@@ -216,6 +216,10 @@ class HeatProvider(Provider):
                 values[key] = output["output_value"]
         if "reboot_on_resume" in values:
             extra["reboot_on_resume"] = as_bool(values["reboot_on_resume"])
+        for protocol in ("vnc", "rdp"):
+            endpoint = values.get(protocol)
+            if isinstance(endpoint, str) and endpoint.strip():
+                extra[protocol] = endpoint.strip()
         outputs, problem = self._outputs(values, errors)
         if problem and status in states.UP:
             # A template problem, reported where the lifecycle looks: as a failed create.

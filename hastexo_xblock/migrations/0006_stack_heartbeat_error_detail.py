@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("hastexo_xblock", "0004_legacy_adoption")]
+    dependencies = [("hastexo_xblock", "0005_stack_desktop")]
 
     operations = [
         migrations.AddField(
