@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from hastexo_xblock import jobs, labs, states
+from hastexo_xblock import jobs, labs, liveness, states
 from hastexo_xblock.models import Stack
 from hastexo_xblock.providers import register_type
 from hastexo_xblock.providers.base import Provider
@@ -186,3 +187,21 @@ def test_settings_validation_and_the_request_side_do_not_load_heatclient(tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = result.stdout.strip().splitlines()[-1]
     assert "heatclient" not in loaded and "keystoneauth1" not in loaded, loaded
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_beats_while_the_work_runs_and_stops_after():
+    stack = make("beating", states.CREATE_IN_PROGRESS)
+    beats = []
+    with liveness.heartbeat(stack.pk, stack.attempt, interval=0.05):
+        for _ in range(6):
+            time.sleep(0.05)
+            beats.append(Stack.objects.get(pk=stack.pk).heartbeat_at)
+    assert beats[0] is not None and len(set(beats)) >= 3  # written at once, then again and again
+    last = Stack.objects.get(pk=stack.pk).heartbeat_at
+    time.sleep(0.2)
+    assert Stack.objects.get(pk=stack.pk).heartbeat_at == last  # stopped with the work
+    # A stale attempt does not beat for the row's new one.
+    Stack.objects.filter(pk=stack.pk).update(attempt=stack.attempt + 1, heartbeat_at=None)
+    assert not liveness.beat(stack.pk, stack.attempt)
+    assert Stack.objects.get(pk=stack.pk).heartbeat_at is None

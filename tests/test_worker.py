@@ -275,19 +275,48 @@ def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
             assert line not in text, f"private key material in the {where}"
 
 
-@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
-def slow_lab_broker(request, lab_templates, tmp_path, ssh_lab, hastexo_settings):
-    """A broker, a slow provider shared with worker subprocesses, and short heartbeats for both processes."""
-    slow = {"type": "slowfile", "root": str(tmp_path / "slow"), "seconds": 6, "lab": list(ssh_lab.address)}
+def _slow_lab(tmp_path, ssh_lab, hastexo_settings, seconds):
+    """Configure a slow provider shared with worker subprocesses, and short heartbeats for both processes."""
+    slow = {"type": "slowfile", "root": str(tmp_path / "slow"), "seconds": seconds, "lab": list(ssh_lab.address)}
     # Short heartbeats keep the test short; HASTEXO_TEST_HEARTBEAT="10,45" runs it with the defaults.
     interval, timeout = (int(x) for x in os.environ.get("HASTEXO_TEST_HEARTBEAT", "1,4").split(","))
     times = {"heartbeat_interval": interval, "heartbeat_timeout": timeout}
     os.environ["HASTEXO_TEST_EXTRA_PROVIDERS"] = json.dumps({"slow": slow})
     os.environ["HASTEXO_TEST_SETTINGS_JSON"] = json.dumps(times)
     hastexo_settings(providers={**get_settings()["providers"], "slow": slow}, template_dir=str(tmp_path), **times)
-    yield request.param, slow["root"]
+    return slow["root"]
+
+
+def _unset_slow_lab():
     os.environ.pop("HASTEXO_TEST_EXTRA_PROVIDERS", None)
     os.environ.pop("HASTEXO_TEST_SETTINGS_JSON", None)
+
+
+@pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
+def slow_lab_broker(request, lab_templates, tmp_path, ssh_lab, hastexo_settings):
+    """A broker, a slow provider (6 s) shared with worker subprocesses, and short heartbeats."""
+    yield request.param, _slow_lab(tmp_path, ssh_lab, hastexo_settings, 6)
+    _unset_slow_lab()
+
+
+def test_a_slow_launch_whose_worker_lives_is_never_taken_for_dead(lab_templates, tmp_path, ssh_lab, hastexo_settings):
+    """A lab that takes 4x ``heartbeat_timeout``: the worker's heartbeats keep it its own, while the page polls."""
+    root = _slow_lab(tmp_path, ssh_lab, hastexo_settings, 16)
+    spec = labs.LabSpec(template="linux.yaml", providers=[{"name": "slow"}], launch_timeout=600)
+    started = start_worker(BROKERS[0], tmp_path)
+    try:
+        stack = labs.get_stack("course-v1:o+c+r", "patient-learner")
+        labs.status(stack, spec, initialize=True)
+        deadline = time.monotonic() + 60
+        while labs.status(Stack.objects.get(pk=stack.pk), spec)["pending"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stack = Stack.objects.get(pk=stack.pk)
+        assert stack.status == states.CREATE_COMPLETE, (stack.error_msg, started.output()[-3000:])
+        assert stack.attempt == 1 and creates(root) == [stack.name]  # never relaunched
+        assert started.output().count("hastexo_xblock.launch[") >= 1
+    finally:
+        stop_worker(started)
+        _unset_slow_lab()
 
 
 def launch_time_limits(stack_id):
