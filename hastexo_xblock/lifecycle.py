@@ -56,9 +56,16 @@ class LaunchFailed(Exception):
 
 
 def learner_message(error: ProviderError) -> Message:
-    """The learner's side of a provider error: its catalog code and safe parameters, never its text."""
+    """The learner's side of a provider error: its catalog code and safe parameters, never its text.
+
+    A code the catalog does not know (a third-party provider's) reads as the generic provider message.
+    """
     code, params = error.learner
-    return Message(code, params)
+    try:
+        return Message(code, params)
+    except KeyError:
+        log.warning("provider error with an unknown learner message code %r; showing the generic one", code)
+        return Message(ProviderError.learner_code)
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LENGTH) -> str:

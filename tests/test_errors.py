@@ -115,3 +115,8 @@ def test_a_failed_resume_keeps_the_providers_words_for_operators(fake_providers,
     status, stack = launch()
     assert status == states.RESUME_FAILED
     assert_learner_never_sees_it(stack)
+
+
+def test_a_third_party_providers_unknown_message_code_reads_as_the_generic_message():
+    message = lifecycle.learner_message(ProviderError("quota at https://cloud.example/", learner_code="no.such.code"))
+    assert message.code == "provider.failed" and "cloud.example" not in str(message)
