@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -150,7 +150,7 @@ def view(stack: Stack) -> dict[str, Any]:
     }
 
 
-def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) -> tuple[int, Any] | None:
+def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) -> tuple[int, datetime] | None:
     """Move the stack to LAUNCH_PENDING if it may launch; return ``(attempt, status_deadline)`` or ``None``."""
     allowed = states.LAUNCHABLE | (states.UP if reset else frozenset())
     timeout = spec.launch_timeout or settings["launch_timeout"]
@@ -175,7 +175,7 @@ def _claim_launch(stack: Stack, spec: LabSpec, settings: Settings, reset: bool) 
     return row["attempt"], row["status_deadline"]
 
 
-def _send_launch(stack: Stack, attempt: int, due: Any, reset: bool, send: dispatch.Send) -> None:
+def _send_launch(stack: Stack, attempt: int, due: datetime | None, reset: bool, send: dispatch.Send) -> None:
     """Enqueue launch ``attempt``; if the broker refuses, end it with a learner message (no trap)."""
     try:
         send("launch", stack.pk, attempt, reset=reset, due=due)
@@ -194,7 +194,7 @@ def _send_launch(stack: Stack, attempt: int, due: Any, reset: bool, send: dispat
         )
 
 
-def watch(stack: Stack, settings: Settings, send: dispatch.Send, now: Any = None) -> bool:
+def watch(stack: Stack, settings: Settings, send: dispatch.Send, now: datetime | None = None) -> bool:
     """Hand a dead launch or an overdue pending state to the workers; return whether anything was sent.
 
     Database only (no provider): a launch whose heartbeat is older than
