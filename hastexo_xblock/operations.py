@@ -55,7 +55,9 @@ def _claim_resume(stack: Stack, settings: Any) -> tuple | None:
     )
     if not won:
         return None
-    return ("launch", stack.pk, Stack.objects.values_list("attempt", flat=True).get(pk=stack.pk))
+    row = Stack.objects.values("attempt", "status_deadline").get(pk=stack.pk)
+    # The deadline travels with the task: Celery's limits derive from it (see dispatch.py).
+    return ("launch", stack.pk, row["attempt"], {"due": row["status_deadline"]})
 
 
 def _claim_delete(stack: Stack, settings: Any) -> tuple | None:
@@ -86,8 +88,9 @@ def apply(action: str, stacks: Iterable[Stack], enqueue: Enqueue | None = None) 
         if task is None:
             outcome.skipped.append(stack.name)
             continue
+        options = task[-1] if isinstance(task[-1], dict) else {}
         try:
-            send(*task)
+            send(*(task[:-1] if options else task), **options)
         except Exception:
             log.exception("stack %s: could not enqueue %s", stack.name, task[0])
             if action == "resume":
