@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hastexo_xblock import dispatch, labs, lifecycle, remote, states, timing
+from hastexo_xblock import conf, dispatch, labs, lifecycle, remote, states, timing
 from hastexo_xblock.models import Stack
 
 from .fakes import FakeProvider, ManualClock
@@ -106,3 +106,23 @@ def test_the_same_lab_under_a_launch_timeout_of_900_times_out_at_900(fake_provid
     [(_name, stack_id, attempt)] = sent
     assert lifecycle.launch(stack_id, attempt) == states.LAUNCH_TIMEOUT
     assert 895 <= clock.slept <= 900
+
+
+def test_other_tasks_take_their_limits_and_queue_from_the_settings(hastexo_settings):
+    hastexo_settings(suspend_task_timeout=300, task_queue="labs")
+    assert dispatch.options("suspend") == {
+        "queue": "labs",
+        "soft_time_limit": 300 + timing.SOFT_LIMIT_MARGIN,
+        "time_limit": 300 + timing.RECOVERY_MARGIN,
+    }
+    assert dispatch.options("suspender") == {"queue": "labs"}
+    with pytest.raises(ValueError):
+        dispatch.options("no_such_task")
+
+
+def test_a_heartbeat_timeout_shorter_than_two_beats_is_refused():
+    with pytest.raises(conf.ConfigurationError, match="heartbeat_timeout"):
+        conf.load({"heartbeat_interval": 10, "heartbeat_timeout": 15})
+    defaults = conf.load({})
+    # The defaults notice a dead worker well within a minute of its last beat.
+    assert defaults["heartbeat_timeout"] + defaults["heartbeat_interval"] < 60
