@@ -378,6 +378,13 @@ class HastexoXBlock(
                 "enable_fullscreen": self._fullscreen(),
                 "has_tests": bool(self.tests),
                 "last_check": last_check,
+                "protocol": self.stack_protocol,
+                # Desktop labs (vnc, rdp): the vendored clients, imported by the page only when it shows a desktop.
+                "desktop": {
+                    "resize_method": settings["lab_resize_method"],
+                    "novnc_url": self.runtime.local_resource_url(self, "static/vendor/novnc/novnc.js"),
+                    "guacamole_url": self.runtime.local_resource_url(self, "static/vendor/guacamole/guacamole.js"),
+                },
             },
         )
         return frag
