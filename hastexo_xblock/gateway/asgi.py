@@ -37,8 +37,9 @@ honoured only if it is one of the lab's configured ``Stack.spec["ports"]``
 numbers (checked again here although the ticket is signed: the lab may no
 longer offer it).  For SSH labs, the ports name further SSH endpoints of the
 lab host: the terminal connects to ``Stack.ip`` on that port with the same
-user and key and requires the same pinned host key.  Desktop protocols (RDP,
-VNC) will use the port to pick their endpoint once they are supported.
+user and key and requires the same pinned host key.  For desktop labs
+(``vnc``, see :mod:`.vnc`) the ports name desktop servers on the lab host's
+loopback, reached through the lab's default SSH endpoint.
 
 Neither the ticket nor any key is ever logged or sent back; ticket failures
 are logged with their reason only.
@@ -65,10 +66,11 @@ from django.db import IntegrityError, transaction
 from .. import states
 from ..conf import get_settings
 from ..models import Stack, UsedTicket
-from . import tickets
+from . import tickets, vnc
 from .activity import run_db, tracker
 from .protocol import CloseCode
-from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession
+from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession, WebsocketSession
+from .vnc import VncSession
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,10 @@ def port_allowed(stack: Stack, port: int | None) -> bool:
     if port is None:
         return True
     return isinstance(port, int) and not isinstance(port, bool) and port in offered_ports(stack)
+
+
+#: The ticket protocols this gateway serves.
+SESSIONS = frozenset({"ssh", "vnc"})
 
 
 # --- ASGI entry points ---------------------------------------------------------------
@@ -215,7 +221,7 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
         logger.info("websocket for stack %s refused: lab not running (%s)", ticket.stack_id, status)
         await _refuse(send, ticket.stack_id, MSG_NOT_RUNNING, CloseCode.NOT_RUNNING)
         return
-    if ticket.protocol != "ssh":
+    if ticket.protocol not in SESSIONS:
         logger.info("websocket for stack %s refused: protocol %r not supported", ticket.stack_id, ticket.protocol)
         await _refuse(send, ticket.stack_id, MSG_UNSUPPORTED, CloseCode.UNSUPPORTED)
         return
@@ -226,7 +232,13 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
     if not tracker.running:
         tracker.start()  # served without lifespan events: start the flusher on first use
-    session = TerminalSession(receive, send, ticket, stack)
+    if ticket.protocol == "vnc":
+        offered = scope.get("subprotocols") or []
+        session: WebsocketSession = VncSession(
+            receive, send, ticket, stack, subprotocol=vnc.SUBPROTOCOL if vnc.SUBPROTOCOL in offered else None
+        )
+    else:
+        session = TerminalSession(receive, send, ticket, stack)
     # This frame lives as long as the session: keep neither the row (decrypted key, spec) nor the ticket.
     del stack, ticket, token, query
     await session.run()
@@ -266,7 +278,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI 3 application: websocket terminal sessions, ``/healthz`` and lifespan."""
+    """The ASGI 3 application: websocket terminal and desktop sessions, ``/healthz`` and lifespan."""
     kind = scope["type"]
     if kind == "websocket":
         await _websocket(scope, receive, send)
