@@ -652,7 +652,7 @@ class HastexoXBlock(
 
     @staticmethod
     def workbench_scenarios() -> list[tuple[str, str]]:
-        """The demo scenario "Linux basics" (templates from the ``template_dir`` setting).
+        """The demo scenarios "Linux basics" (a terminal) and "Linux desktop" (VNC), templates from ``template_dir``.
 
         The workbench's ``html_demo`` block treats ``$`` as a template
         placeholder, hence ``$$`` for a literal dollar sign.
@@ -706,5 +706,22 @@ class HastexoXBlock(
                   </hastexo>
                 </vertical_demo>
                 """,
-            )
+            ),
+            (
+                "Linux desktop",
+                """
+                <vertical_demo>
+                  <hastexo display_name="Linux desktop" stack_template_path="linux-desktop.yaml"
+                           stack_user_name="learner" stack_protocol="vnc">
+                    <html_demo><div>
+                      <h2>Linux desktop</h2>
+                      <p>A graphical desktop of your own lab starts below, with a terminal window.
+                         Click into the terminal and type, for example <code>ls</code> or
+                         <code>cat welcome.txt</code>. <b>Send keys</b> sends the keys your browser keeps
+                         for itself (such as Ctrl+Alt+Del); <b>Clipboard</b> copies text to and from the lab.</p>
+                    </div></html_demo>
+                  </hastexo>
+                </vertical_demo>
+                """,
+            ),
         ]

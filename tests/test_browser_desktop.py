@@ -1,0 +1,145 @@
+"""The desktop lab in a real browser: the demo's "Linux desktop" scenario through the gateway and noVNC.
+
+Headless Chromium (Debian's) opens the scenario; the test reads the noVNC
+canvas's pixels until the remote desktop shows (the terminal window's light
+background over the dark screen: a picture, not only a canvas element),
+clicks into the terminal window inside the desktop and types a command that
+writes a file, then finds that file in the lab's home.  It also sends text
+through the page's clipboard box and pastes it in the lab (middle click),
+and checks that no VNC password or endpoint appears in the page.  Screenshots
+go to the test output directory.
+
+Skipped without Chromium, bubblewrap or TigerVNC, except where ``CI`` or
+``HASTEXO_REQUIRE_BROWSER`` is set: there it fails.
+"""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, demo  # noqa: F401 -- the demo fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+#: The terminal window's background in demo/templates/linux-desktop.yaml (#f5f0dc).
+TERMINAL_BG = (0xF5, 0xF0, 0xDC)
+
+#: JS: where the terminal window is on the noVNC canvas, from its pixels: the bounding box of the
+#: pixels of its background colour, in page coordinates, with their share of the canvas.
+FIND_WINDOW = """([r, g, b]) => {
+  const canvas = document.querySelector('.hastexo-desktop canvas');
+  if (!canvas || !canvas.width) return null;
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let n = 0, minX = 1e9, minY = 1e9, maxX = -1, maxY = -1;
+  const colours = new Set();
+  for (let i = 0, p = 0; i < data.length; i += 4, p += 1) {
+    if (p % 97 === 0) colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    if (Math.abs(data[i] - r) < 8 && Math.abs(data[i + 1] - g) < 8 && Math.abs(data[i + 2] - b) < 8) {
+      const x = p % canvas.width, y = Math.floor(p / canvas.width);
+      n += 1; minX = Math.min(minX, x); maxX = Math.max(maxX, x); minY = Math.min(minY, y); maxY = Math.max(maxY, y);
+    }
+  }
+  const box = canvas.getBoundingClientRect();
+  const sx = box.width / canvas.width, sy = box.height / canvas.height;
+  return {share: n / (canvas.width * canvas.height), colours: colours.size,
+          x: box.left + (minX + maxX) / 2 * sx, y: box.top + (minY + maxY) / 2 * sy,
+          width: (maxX - minX) * sx, height: (maxY - minY) * sy};
+}"""
+
+#: JS: a cheap fingerprint of the canvas's pixels.
+FINGERPRINT = """() => {
+  const c = document.querySelector('.hastexo-desktop canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let h = 0;
+  for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] + d[i + 1] * 7 + d[i + 2] * 13) | 0;
+  return h;
+}"""
+
+
+def require_desktop():
+    if shutil.which("Xtigervnc") and shutil.which("twm") and shutil.which("xterm"):
+        return
+    message = "TigerVNC, twm or xterm is not installed: run `make system-deps` as root"
+    if os.environ.get("CI") or os.environ.get("HASTEXO_REQUIRE_BROWSER"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def find_in_labs(labs: str, name: str) -> list[str]:
+    found = []
+    for dirpath, _dirnames, filenames in os.walk(labs):
+        if name in filenames:
+            found.append(os.path.join(dirpath, name))
+    return found
+
+
+def wait_for_file(labs: str, name: str, content: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in find_in_labs(labs, name):
+            with open(path) as handle:
+                if handle.read().strip() == content:
+                    return path
+        time.sleep(0.3)
+    raise AssertionError(f"{name} with {content!r} did not appear in the lab")
+
+
+def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
+    require_desktop()
+    from playwright.sync_api import sync_playwright
+
+    url = demo["url"].replace("/scenario/hastexo.0/", "/scenario/hastexo.1/") + "?student=desktop-learner"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        started = time.monotonic()
+        try:
+            page.goto(url)
+            page.evaluate(
+                "document.querySelectorAll('body *').forEach((el) => {"
+                " if (['fixed', 'sticky'].includes(getComputedStyle(el).position)) el.style.position = 'static'; })"
+            )
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=90_000)
+            assert page.locator(".hastexo-terminal").is_hidden()
+            assert page.locator(".hastexo-desktop-tools").is_visible()
+
+            # The picture: the terminal window's light background, a sizeable part of the screen, over a dark one.
+            page.wait_for_function(
+                f"(({FIND_WINDOW})({list(TERMINAL_BG)}) || {{share: 0}}).share > 0.05", timeout=60_000
+            )
+            window = page.evaluate(f"({FIND_WINDOW})({list(TERMINAL_BG)})")
+            assert window["share"] < 0.9 and window["width"] > 200 and window["height"] > 100, window
+            shown = time.monotonic() - started
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-desktop-shown.png"))
+
+            # A click into the terminal window inside the desktop, and typed text, reach the lab.
+            before = page.evaluate(FINGERPRINT)
+            page.mouse.click(window["x"], window["y"])
+            page.keyboard.type("echo desktop-typed > typed-in-desktop.txt\n", delay=20)
+            path = wait_for_file(demo["var"], "typed-in-desktop.txt", "desktop-typed")
+            page.wait_for_function(f"({FINGERPRINT})() !== {before}", timeout=10_000)  # the echo shows
+            print(f"\nbrowser: desktop shown {shown:.2f} s after opening the unit; typed file at {path}")
+
+            # The clipboard box: text sent to the lab's clipboard, pasted in the terminal with a middle click.
+            page.click(".hastexo-clipboard-toggle")
+            page.fill(".hastexo-clipboard-text", "echo from-the-clipboard > pasted.txt")
+            page.click(".hastexo-clipboard-send")
+            page.mouse.click(window["x"], window["y"], button="middle")
+            page.mouse.click(window["x"], window["y"])
+            page.keyboard.press("Enter")
+            wait_for_file(demo["var"], "pasted.txt", "from-the-clipboard")
+
+            content = page.content()
+            assert "vnc.sock" not in content and "password" not in content.lower()
+            assert all("ticket=" in ws and "vnc" not in ws.split("?", 1)[1] for ws in sockets), sockets
+        finally:
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-linux-desktop.png"))
+            browser.close()
+    assert errors == []
