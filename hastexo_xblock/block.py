@@ -652,7 +652,9 @@ class HastexoXBlock(
 
     @staticmethod
     def workbench_scenarios() -> list[tuple[str, str]]:
-        """The demo scenarios "Linux basics" (a terminal) and "Linux desktop" (VNC), templates from ``template_dir``.
+        """The demo scenarios: "Linux basics" (a terminal), "Linux desktop" (VNC) and that desktop read-only.
+
+        Templates come from the ``template_dir`` setting.
 
         The workbench's ``html_demo`` block treats ``$`` as a template
         placeholder, hence ``$$`` for a literal dollar sign.
@@ -719,6 +721,20 @@ class HastexoXBlock(
                          Click into the terminal and type, for example <code>ls</code> or
                          <code>cat welcome.txt</code>. <b>Send keys</b> sends the keys your browser keeps
                          for itself (such as Ctrl+Alt+Del); <b>Clipboard</b> copies text to and from the lab.</p>
+                    </div></html_demo>
+                  </hastexo>
+                </vertical_demo>
+                """,
+            ),
+            (
+                "Linux desktop, read-only",
+                """
+                <vertical_demo>
+                  <hastexo display_name="Linux desktop, read-only" stack_template_path="linux-desktop.yaml"
+                           stack_user_name="learner" stack_protocol="vnc" read_only="true">
+                    <html_demo><div>
+                      <p>The same desktop as in "Linux desktop", watched only: the picture follows the lab,
+                         but keys, clicks and the clipboard do not reach it (the gateway drops them).</p>
                     </div></html_demo>
                   </hastexo>
                 </vertical_demo>

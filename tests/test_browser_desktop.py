@@ -131,15 +131,72 @@ def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
             page.click(".hastexo-clipboard-toggle")
             page.fill(".hastexo-clipboard-text", "echo from-the-clipboard > pasted.txt")
             page.click(".hastexo-clipboard-send")
+            before = page.evaluate(FINGERPRINT)
             page.mouse.click(window["x"], window["y"], button="middle")
-            page.mouse.click(window["x"], window["y"])
+            # xterm asks the X server for the selection: Enter only once the pasted text shows.
+            page.wait_for_function(f"({FINGERPRINT})() !== {before}", timeout=10_000)
             page.keyboard.press("Enter")
             wait_for_file(demo["var"], "pasted.txt", "from-the-clipboard")
+
+            # lab_resize_method display-update (the default): a narrower unit resizes the remote desktop itself.
+            width = page.evaluate("document.querySelector('.hastexo-desktop canvas').width")
+            page.set_viewport_size({"width": 760, "height": 900})
+            page.wait_for_function(
+                f"document.querySelector('.hastexo-desktop canvas').width < {width - 200}", timeout=15_000
+            )
 
             content = page.content()
             assert "vnc.sock" not in content and "password" not in content.lower()
             assert all("ticket=" in ws and "vnc" not in ws.split("?", 1)[1] for ws in sockets), sockets
         finally:
             page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-linux-desktop.png"))
+            browser.close()
+    assert errors == []
+
+
+def open_desktop(context, url):
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=90_000)
+    page.wait_for_function(f"(({FIND_WINDOW})({list(TERMINAL_BG)}) || {{share: 0}}).share > 0.05", timeout=60_000)
+    return page, page.evaluate(f"({FIND_WINDOW})({list(TERMINAL_BG)})")
+
+
+def test_a_read_only_desktop_follows_the_lab_but_typing_changes_nothing(demo, output_dir):  # noqa: F811
+    """The read-only scenario on the learner's own desktop: the picture updates, keys and clicks do not reach it."""
+    require_desktop()
+    from playwright.sync_api import sync_playwright
+
+    base = demo["url"].replace("/scenario/hastexo.0/", "/scenario/hastexo.{}/") + "?student=watched-learner"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        errors = []
+        context.on("weberror", lambda error: errors.append(str(error.error)))
+        try:
+            learner, window = open_desktop(context, base.format(1))
+            # Something that keeps changing the picture, in the background so that the shell reads input meanwhile.
+            learner.mouse.click(window["x"], window["y"])
+            learner.keyboard.type("(for i in $(seq 1 200); do echo tick $i; sleep 0.3; done) &\n", delay=10)
+
+            watcher, window = open_desktop(context, base.format(2))
+            assert watcher.locator(".hastexo-readonly-badge").is_visible()
+            assert watcher.locator(".hastexo-keys").is_hidden()
+            assert watcher.locator(".hastexo-clipboard-send").is_hidden()
+            before = watcher.evaluate(FINGERPRINT)
+            watcher.mouse.click(window["x"], window["y"])
+            watcher.keyboard.type("echo watcher-typed > watcher-typed.txt\n", delay=10)
+            watcher.wait_for_function(f"({FINGERPRINT})() !== {before}", timeout=10_000)  # the picture follows
+
+            # The learner's own typing still works, after the watcher's: the watcher's never arrived.
+            learner.mouse.click(window["x"], window["y"])
+            learner.keyboard.type("echo learner-typed > learner-typed.txt\n", delay=10)
+            wait_for_file(demo["var"], "learner-typed.txt", "learner-typed")
+            time.sleep(1)
+            assert find_in_labs(demo["var"], "watcher-typed.txt") == []
+            watcher.locator(".hastexo-xblock").screenshot(
+                path=os.path.join(output_dir, "browser-desktop-read-only.png")
+            )
+        finally:
             browser.close()
     assert errors == []
