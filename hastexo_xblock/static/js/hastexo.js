@@ -312,32 +312,14 @@
       hasTests: !!c.has_tests,
       port: Number.isInteger(c.port) ? c.port : null,
       lastCheck: c.last_check && typeof c.last_check === "object" ? c.last_check : null,
-      // The lab's default protocol, and each offered port's (the port selector switches between them).
+      // The lab's protocol (stack_protocol): a terminal for ssh, a desktop for vnc and rdp.
       protocol: PROTOCOLS.includes(c.protocol) ? c.protocol : "ssh",
-      portProtocols: portProtocols(c.ports),
       desktop: {
         resizeMethod: RESIZE_METHODS.includes(desktop.resize_method) ? desktop.resize_method : "display-update",
         novncUrl: urlOrNull(desktop.novnc_url),
         guacamoleUrl: urlOrNull(desktop.guacamole_url)
       }
     };
-  }
-  function portProtocols(ports) {
-    const map = /* @__PURE__ */ new Map();
-    if (Array.isArray(ports)) {
-      for (const p of ports) {
-        if (p && Number.isInteger(p.number) && PROTOCOLS.includes(p.protocol)) {
-          map.set(p.number, p.protocol);
-        }
-      }
-    }
-    return map;
-  }
-  function protocolFor(config, port) {
-    if (port !== null && config.portProtocols.has(port)) {
-      return config.portProtocols.get(port);
-    }
-    return config.protocol;
   }
 
   // hastexo_xblock/static/js/src/desktop.js
@@ -1652,7 +1634,7 @@
         this.showError(gettext("Could not connect to your lab."));
         return;
       }
-      const protocol = PROTOCOLS2.includes(ticket.protocol) ? ticket.protocol : protocolFor(this.config, this.config.port);
+      const protocol = PROTOCOLS2.includes(ticket.protocol) ? ticket.protocol : this.config.protocol;
       this.lastGatewayError = "";
       try {
         if (protocol === "ssh") {

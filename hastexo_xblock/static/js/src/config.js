@@ -96,33 +96,12 @@ export function normalizeConfig(raw) {
     hasTests: !!c.has_tests,
     port: Number.isInteger(c.port) ? c.port : null,
     lastCheck: c.last_check && typeof c.last_check === 'object' ? c.last_check : null,
-    // The lab's default protocol, and each offered port's (the port selector switches between them).
+    // The lab's protocol (stack_protocol): a terminal for ssh, a desktop for vnc and rdp.
     protocol: PROTOCOLS.includes(c.protocol) ? c.protocol : 'ssh',
-    portProtocols: portProtocols(c.ports),
     desktop: {
       resizeMethod: RESIZE_METHODS.includes(desktop.resize_method) ? desktop.resize_method : 'display-update',
       novncUrl: urlOrNull(desktop.novnc_url),
       guacamoleUrl: urlOrNull(desktop.guacamole_url),
     },
   };
-}
-
-function portProtocols(ports) {
-  const map = new Map();
-  if (Array.isArray(ports)) {
-    for (const p of ports) {
-      if (p && Number.isInteger(p.number) && PROTOCOLS.includes(p.protocol)) {
-        map.set(p.number, p.protocol);
-      }
-    }
-  }
-  return map;
-}
-
-/** The protocol of the connection to `port` (null: the lab's default). */
-export function protocolFor(config, port) {
-  if (port !== null && config.portProtocols.has(port)) {
-    return config.portProtocols.get(port);
-  }
-  return config.protocol;
 }

@@ -9,7 +9,7 @@
  */
 import { makeApi } from './api.js';
 import { CheckPanel } from './checks.js';
-import { normalizeConfig, protocolFor } from './config.js';
+import { normalizeConfig } from './config.js';
 import { DesktopView } from './desktop.js';
 import { gettext as _, interpolate, ngettext } from './i18n.js';
 import { StatusPoller } from './poller.js';
@@ -353,7 +353,8 @@ export class HastexoLab {
       this.showError(_('Could not connect to your lab.'));
       return;
     }
-    const protocol = PROTOCOLS.includes(ticket.protocol) ? ticket.protocol : protocolFor(this.config, this.config.port);
+    // The lab's protocol; a ticket answer that names one (a port with a protocol of its own) wins.
+    const protocol = PROTOCOLS.includes(ticket.protocol) ? ticket.protocol : this.config.protocol;
     this.lastGatewayError = '';
     try {
       if (protocol === 'ssh') {
