@@ -86,6 +86,16 @@ def wait_for_file(labs: str, name: str, content: str, timeout: float = 20) -> st
     raise AssertionError(f"{name} with {content!r} did not appear in the lab")
 
 
+def narrower(page) -> None:
+    """Make the unit 340 px narrower and wait until the remote desktop has followed (its canvas is narrower)."""
+    width = page.evaluate("document.querySelector('.hastexo-desktop canvas').width")
+    page.set_viewport_size({"width": 760, "height": 900})
+    page.wait_for_function(
+        f"(document.querySelector('.hastexo-desktop canvas') || {{width: 1e9}}).width < {width - 200}",
+        timeout=20_000,
+    )
+
+
 def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
     require_desktop()
     from playwright.sync_api import sync_playwright
@@ -138,12 +148,11 @@ def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
             page.keyboard.press("Enter")
             wait_for_file(demo["var"], "pasted.txt", "from-the-clipboard")
 
-            # lab_resize_method display-update (the default): a narrower unit resizes the remote desktop itself.
-            width = page.evaluate("document.querySelector('.hastexo-desktop canvas').width")
-            page.set_viewport_size({"width": 760, "height": 900})
-            page.wait_for_function(
-                f"document.querySelector('.hastexo-desktop canvas').width < {width - 200}", timeout=15_000
-            )
+            # lab_resize_method display-update (the default): a narrower unit resizes the remote desktop,
+            # on the same connection.
+            assert len(sockets) == 1, sockets
+            narrower(page)
+            assert len(sockets) == 1, sockets
 
             content = page.content()
             assert "vnc.sock" not in content and "password" not in content.lower()
@@ -197,6 +206,39 @@ def test_a_read_only_desktop_follows_the_lab_but_typing_changes_nothing(demo, ou
             watcher.locator(".hastexo-xblock").screenshot(
                 path=os.path.join(output_dir, "browser-desktop-read-only.png")
             )
+        finally:
+            browser.close()
+    assert errors == []
+
+
+@pytest.fixture
+def reconnecting_demo(monkeypatch, request):
+    """The demo with lab_resize_method reconnect."""
+    monkeypatch.setenv("HASTEXO_DEMO_RESIZE_METHOD", "reconnect")
+    return request.getfixturevalue("demo")
+
+
+def test_lab_resize_method_reconnect_reconnects_at_the_new_size(reconnecting_demo, output_dir):
+    require_desktop()
+    from playwright.sync_api import sync_playwright
+
+    url = reconnecting_demo["url"].replace("/scenario/hastexo.0/", "/scenario/hastexo.1/") + "?student=resizer"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        errors = []
+        context.on("weberror", lambda error: errors.append(str(error.error)))
+        sockets = []
+        context.on("page", lambda page: page.on("websocket", lambda ws: sockets.append(ws.url)))
+        try:
+            page, _window = open_desktop(context, url)
+            assert len(sockets) == 1, sockets
+            assert '"resize_method": "reconnect"' in page.content()
+            time.sleep(2)  # the connection's one resize to the unit is done
+            narrower(page)
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=30_000)
+            assert len(sockets) == 2, sockets  # a new connection (and ticket) at the new size
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-desktop-reconnect.png"))
         finally:
             browser.close()
     assert errors == []

@@ -324,6 +324,7 @@
 
   // hastexo_xblock/static/js/src/desktop.js
   var RESIZE_SETTLE_MS = 600;
+  var FIRST_RESIZE_MS = 1500;
   var K = {
     ctrl: [65507, "ControlLeft"],
     alt: [65513, "AltLeft"],
@@ -435,13 +436,13 @@
       rfb.focusOnClick = !this.config.readOnly;
       rfb.background = this.config.theme.background;
       rfb.resizeSession = true;
-      rfb.addEventListener("desktopsize", () => {
-        if (this.config.desktop.resizeMethod === "reconnect" && rfb.resizeSession) {
+      if (this.config.desktop.resizeMethod === "reconnect") {
+        rfb.addEventListener("connect", () => {
           setTimeout(() => {
             rfb.resizeSession = false;
-          }, RESIZE_SETTLE_MS);
-        }
-      });
+          }, FIRST_RESIZE_MS);
+        });
+      }
       rfb.addEventListener("clipboard", (ev) => this.received(ev.detail && ev.detail.text));
       this.rfb = rfb;
     }

@@ -22,6 +22,8 @@
 import { gettext as _ } from './i18n.js';
 
 const RESIZE_SETTLE_MS = 600;
+/** How long after connecting noVNC may still send the first (and, with 'reconnect', only) SetDesktopSize. */
+const FIRST_RESIZE_MS = 1500;
 
 // keysyms (X11) and key codes of the keys the "Send keys" menu offers.
 const K = {
@@ -140,15 +142,16 @@ export class DesktopView {
     rfb.clipViewport = false;
     rfb.focusOnClick = !this.config.readOnly;
     rfb.background = this.config.theme.background;
-    // 'reconnect': the unit's size once, when the desktop reports its size first; later changes reconnect.
+    // 'reconnect': the unit's size once per connection. noVNC asks for it as soon as the server says it can
+    // resize (ExtendedDesktopSize, in the first update after 'connect'); later changes reconnect (fit()).
     rfb.resizeSession = true;
-    rfb.addEventListener('desktopsize', () => {
-      if (this.config.desktop.resizeMethod === 'reconnect' && rfb.resizeSession) {
+    if (this.config.desktop.resizeMethod === 'reconnect') {
+      rfb.addEventListener('connect', () => {
         setTimeout(() => {
           rfb.resizeSession = false;
-        }, RESIZE_SETTLE_MS);
-      }
-    });
+        }, FIRST_RESIZE_MS);
+      });
+    }
     rfb.addEventListener('clipboard', (ev) => this.received(ev.detail && ev.detail.text));
     this.rfb = rfb;
   }
