@@ -281,6 +281,10 @@ def _booting_progress(stack_id: int, attempt: int) -> Callable[[ProviderStack], 
     return report
 
 
+#: What the learner reads when an RDP lab is launched where no guacd is configured.
+NO_GUACD = "this platform cannot show remote desktops (RDP) yet; please tell the course team."
+
+
 def launch(
     stack_id: int,
     attempt: int,
@@ -300,6 +304,15 @@ def launch(
     if stack is None or stack.attempt != attempt or stack.status not in states.LAUNCHING:
         log.info("launch %s/%s: nothing to do (stale or finished)", stack_id, attempt)
         return stack.status if stack else states.DELETE_COMPLETE
+    if stack.protocol == "rdp" and not settings["guacd"]:
+        # Refused before anything is made: without guacd the gateway cannot show an RDP desktop,
+        # and a lab that comes up only to show a blank screen helps nobody.
+        log.error(
+            "stack %s: stack_protocol rdp needs the 'guacd' setting (the address of a Guacamole daemon); "
+            "launch refused",
+            stack.name,
+        )
+        return _give_up(stack_id, attempt, states.LAUNCH_ERROR, Message("launch.create_failed", {"detail": NO_GUACD}))
     timeout = int(stack.spec.get("launch_timeout") or settings["launch_timeout"])
     # The deadline counts from the claim, so a redelivered task does not get a fresh budget.
     if stack.status_deadline:

@@ -277,3 +277,52 @@ def test_vnc_password_is_answered_by_the_gateway(gateway, desktop_lab):
     assert (client.width, client.height, client.name) == (640, 480, "pwlab")
     assert code == 1011
     assert messages[-1] == '{"type": "error", "message": "Could not open the lab\'s desktop."}'
+
+
+def full_frame(gateway: Gateway, token: str) -> RFBClient:
+    async def go() -> RFBClient:
+        client = await open_desktop(gateway, token)
+        await client.request(incremental=False)
+        await client.update()
+        await client.ws.close()
+        return client
+
+    return gateway.call(go(), timeout=60)
+
+
+def test_suspend_and_resume_keep_the_desktop_session(gateway, desktop_lab):
+    """Runs last in this module: it suspends the shared lab (and resumes it)."""
+    lab = desktop_lab
+    stack = desktop_stack(lab)
+    # A window the learner opened through the gateway: typed into the desktop's xterm.
+    x, y = lab.xterm_centre()
+
+    async def open_window() -> None:
+        client = await open_desktop(gateway, ticket_for(stack, protocol="vnc"))
+        await client.pointer(x, y)
+        await client.type("xterm -T kept-window -geometry 30x6+300+200 &\n")
+        await client.sync()
+        await client.ws.close()
+
+    gateway.call(open_window(), timeout=30)
+    deadline = time.monotonic() + 15
+    while not any("kept-window" in window for window in lab.windows()):
+        assert time.monotonic() < deadline, "the window typed for never opened"
+        time.sleep(0.2)
+    time.sleep(1)  # let it draw
+    windows = lab.windows()
+    server = lab.run("pgrep -x Xtigervnc | head -1").strip()
+    before = full_frame(gateway, ticket_for(stack, protocol="vnc"))
+
+    assert lab.provider.suspend(lab.name).status == states.SUSPEND_COMPLETE
+    resumed = lab.provider.resume(lab.name)
+    assert resumed.status == states.RESUME_COMPLETE
+    lab.stack = resumed
+    Stack.objects.filter(pk=stack.pk).update(ssh_port=resumed.outputs.ssh_port, status=states.RESUME_COMPLETE)
+
+    after = full_frame(gateway, ticket_for(stack, protocol="vnc"))
+    # The same X server, the same windows, the same picture.
+    assert lab.run("pgrep -x Xtigervnc | head -1").strip() == server
+    assert lab.windows() == windows
+    same = sum(a == b for a, b in zip(before.pixels[::4], after.pixels[::4], strict=True))
+    assert same / (len(after.pixels) // 4) > 0.99

@@ -39,7 +39,12 @@ longer offer it).  For SSH labs, the ports name further SSH endpoints of the
 lab host: the terminal connects to ``Stack.ip`` on that port with the same
 user and key and requires the same pinned host key.  For desktop labs
 (``vnc``, see :mod:`.vnc`) the ports name desktop servers on the lab host's
-loopback, reached through the lab's default SSH endpoint.
+loopback, reached through the lab's default SSH endpoint; for ``rdp`` (see
+:mod:`.guac`, needs the ``guacd`` setting) they name RDP servers there.
+
+Desktop sessions take more from the query string than the ticket:
+``width``, ``height`` and ``dpi`` (RDP only: the screen size guacd asks the
+RDP server for).
 
 Neither the ticket nor any key is ever logged or sent back; ticket failures
 are logged with their reason only.
@@ -66,8 +71,9 @@ from django.db import IntegrityError, transaction
 from .. import states
 from ..conf import get_settings
 from ..models import Stack, UsedTicket
-from . import tickets, vnc
+from . import guac, tickets, vnc
 from .activity import run_db, tracker
+from .guac import GuacSession
 from .protocol import CloseCode
 from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession, WebsocketSession
 from .vnc import VncSession
@@ -142,7 +148,7 @@ def port_allowed(stack: Stack, port: int | None) -> bool:
 
 
 #: The ticket protocols this gateway serves.
-SESSIONS = frozenset({"ssh", "vnc"})
+SESSIONS = frozenset({"ssh", "vnc", "rdp"})
 
 
 # --- ASGI entry points ---------------------------------------------------------------
@@ -221,7 +227,8 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
         logger.info("websocket for stack %s refused: lab not running (%s)", ticket.stack_id, status)
         await _refuse(send, ticket.stack_id, MSG_NOT_RUNNING, CloseCode.NOT_RUNNING)
         return
-    if ticket.protocol not in SESSIONS:
+    guacd = get_settings()["guacd"] if ticket.protocol == "rdp" else None
+    if ticket.protocol not in SESSIONS or (ticket.protocol == "rdp" and not guacd):
         logger.info("websocket for stack %s refused: protocol %r not supported", ticket.stack_id, ticket.protocol)
         await _refuse(send, ticket.stack_id, MSG_UNSUPPORTED, CloseCode.UNSUPPORTED)
         return
@@ -232,9 +239,19 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
     if not tracker.running:
         tracker.start()  # served without lifespan events: start the flusher on first use
-    if ticket.protocol == "vnc":
-        offered = scope.get("subprotocols") or []
-        session: WebsocketSession = VncSession(
+    offered = scope.get("subprotocols") or []
+    if ticket.protocol == "rdp":
+        session: WebsocketSession = GuacSession(
+            receive,
+            send,
+            ticket,
+            stack,
+            guacd=guacd or {},
+            size=guac.requested_size(query),
+            subprotocol=guac.SUBPROTOCOL if guac.SUBPROTOCOL in offered else None,
+        )
+    elif ticket.protocol == "vnc":
+        session = VncSession(
             receive, send, ticket, stack, subprotocol=vnc.SUBPROTOCOL if vnc.SUBPROTOCOL in offered else None
         )
     else:
