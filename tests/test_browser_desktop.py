@@ -4,7 +4,8 @@ Headless Chromium (Debian's) opens the scenario; the test reads the noVNC
 canvas's pixels until the remote desktop shows (the terminal window's light
 background over the dark screen: a picture, not only a canvas element),
 clicks into the terminal window inside the desktop and types a command that
-writes a file, then finds that file in the lab's home.  It also sends text
+writes a file, then finds that file in the lab's home; sends Ctrl+W from the
+"Send keys" menu to bash there.  It also sends text
 through the page's clipboard box and pastes it in the lab (middle click),
 and checks that no VNC password or endpoint appears in the page.  Screenshots
 go to the test output directory.
@@ -147,6 +148,14 @@ def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
             page.wait_for_function(f"({FINGERPRINT})() !== {before}", timeout=10_000)
             page.keyboard.press("Enter")
             wait_for_file(demo["var"], "pasted.txt", "from-the-clipboard")
+
+            # "Send keys": Ctrl+W (which a browser would keep: it closes the tab) reaches bash in the
+            # terminal window and deletes the word before the cursor.
+            page.mouse.click(window["x"], window["y"])
+            page.keyboard.type("echo kept dropped", delay=20)
+            page.select_option(".hastexo-keys", "ctrl-w")
+            page.keyboard.type("> ctrl-w.txt\n", delay=20)
+            wait_for_file(demo["var"], "ctrl-w.txt", "kept")
 
             # lab_resize_method display-update (the default): a narrower unit resizes the remote desktop,
             # on the same connection.
