@@ -59,6 +59,20 @@ FINGERPRINT = """() => {
 }"""
 
 
+#: JS: send RFB KeyEvents (down and up) for each character of the text (\r: Return) on the page's websocket.
+FORGE_KEYS = """(text) => {
+  for (const ch of text) {
+    const keysym = ch === '\\r' ? 0xff0d : ch.charCodeAt(0);
+    for (const down of [1, 0]) {
+      const message = new Uint8Array(8);
+      message[0] = 4; message[1] = down;
+      new DataView(message.buffer).setUint32(4, keysym);
+      window.labSocket.send(message);
+    }
+  }
+}"""
+
+
 def require_desktop():
     if shutil.which("Xtigervnc") and shutil.which("twm") and shutil.which("xterm"):
         return
@@ -181,7 +195,10 @@ def open_desktop(context, url):
 
 
 def test_a_read_only_desktop_follows_the_lab_but_typing_changes_nothing(demo, output_dir):  # noqa: F811
-    """The read-only scenario on the learner's own desktop: the picture updates, keys and clicks do not reach it."""
+    """The read-only scenario on the learner's own desktop: the picture updates, keys and clicks do not reach it.
+
+    Not even from a browser that ignores read-only and writes RFB key events on the websocket itself.
+    """
     require_desktop()
     from playwright.sync_api import sync_playwright
 
@@ -197,6 +214,11 @@ def test_a_read_only_desktop_follows_the_lab_but_typing_changes_nothing(demo, ou
             learner.mouse.click(window["x"], window["y"])
             learner.keyboard.type("(for i in $(seq 1 200); do echo tick $i; sleep 0.3; done) &\n", delay=10)
 
+            # Remember the page's websocket, to play a browser that ignores read-only below.
+            context.add_init_script(
+                "const send = WebSocket.prototype.send;"
+                "WebSocket.prototype.send = function (data) { window.labSocket = this; return send.call(this, data); };"
+            )
             watcher, window = open_desktop(context, base.format(2))
             assert watcher.locator(".hastexo-readonly-badge").is_visible()
             assert watcher.locator(".hastexo-keys").is_hidden()
@@ -206,12 +228,16 @@ def test_a_read_only_desktop_follows_the_lab_but_typing_changes_nothing(demo, ou
             watcher.keyboard.type("echo watcher-typed > watcher-typed.txt\n", delay=10)
             watcher.wait_for_function(f"({FINGERPRINT})() !== {before}", timeout=10_000)  # the picture follows
 
+            # A browser that sends key events anyway (RFB KeyEvent, type 4): the gateway drops them.
+            watcher.evaluate(FORGE_KEYS, "echo forged > forged.txt\r")
+
             # The learner's own typing still works, after the watcher's: the watcher's never arrived.
             learner.mouse.click(window["x"], window["y"])
             learner.keyboard.type("echo learner-typed > learner-typed.txt\n", delay=10)
             wait_for_file(demo["var"], "learner-typed.txt", "learner-typed")
             time.sleep(1)
             assert find_in_labs(demo["var"], "watcher-typed.txt") == []
+            assert find_in_labs(demo["var"], "forged.txt") == []
             watcher.locator(".hastexo-xblock").screenshot(
                 path=os.path.join(output_dir, "browser-desktop-read-only.png")
             )
