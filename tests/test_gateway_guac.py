@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from hastexo_xblock.gateway import guac
+from hastexo_xblock.gateway.activity import tracker
 
 from . import test_gateway, test_gateway_vnc
 from .test_gateway import ticket_for
@@ -171,6 +172,7 @@ def test_rdp_through_guacd(gateway, desktop_lab, guacd_setting, caplog):
         await client.send("mouse", "10", "20", "1")
         await client.send("sync", "42")
         echoed = [await client.expect("key"), await client.expect("mouse"), await client.expect("sync")]
+        assert stack.pk in tracker.pending  # RDP input is activity too
         await client.ws.close()
         received.extend(client.received)
         return [name, *echoed]
@@ -205,6 +207,7 @@ def test_rdp_read_only_passes_no_input(gateway, desktop_lab, guacd_setting):
         await client.send("size", "1920", "1080")
         await client.send("sync", "7")
         await client.expect("sync")
+        assert stack.pk not in tracker.pending  # a viewer's input is neither passed on nor activity
         rest = list(client.instructions)
         await client.ws.close()
         return rest
