@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import { getCookie, HandlerError, makeApi } from '../../hastexo_xblock/static/js/src/api.js';
 import { fontFamily, fontSizePx, normalizeConfig } from '../../hastexo_xblock/static/js/src/config.js';
-import { comboEvents, guacamoleCloseCode, KEY_COMBOS } from '../../hastexo_xblock/static/js/src/desktop.js';
+import { comboEvents, createdWebSocket, guacamoleCloseCode, KEY_COMBOS } from '../../hastexo_xblock/static/js/src/desktop.js';
 import { closeAction } from '../../hastexo_xblock/static/js/src/protocol.js';
 
 describe('configuration from the init args', () => {
@@ -46,6 +46,30 @@ describe('desktop keys', () => {
     assert.equal(closeAction(guacamoleCloseCode(null)), 'reconnect');
     assert.equal(closeAction(guacamoleCloseCode({ code: 0x0301 })), 'new_ticket');
     assert.equal(closeAction(guacamoleCloseCode({ code: 0x0207 })), 'reconnect');
+  });
+});
+
+describe('the Guacamole tunnel\'s websocket', () => {
+  it('is caught while the tunnel connects, and the page\'s WebSocket is back afterwards', () => {
+    class Native {
+      static OPEN = 1;
+      constructor(url, protocol) {
+        this.url = url;
+        this.protocol = protocol;
+      }
+    }
+    const scope = { WebSocket: Native };
+    let made = null;
+    const raw = createdWebSocket(() => {
+      made = new scope.WebSocket('wss://gw/ws?ticket=t', 'guacamole');
+      assert.equal(scope.WebSocket.OPEN, 1);
+    }, scope);
+    assert.equal(raw, made);
+    assert.ok(raw instanceof Native);
+    assert.equal(raw.protocol, 'guacamole');
+    assert.equal(scope.WebSocket, Native);
+    assert.throws(() => createdWebSocket(() => { throw new Error('x'); }, scope));
+    assert.equal(scope.WebSocket, Native);
   });
 });
 

@@ -494,17 +494,47 @@
         };
         reader.onend = () => this.received(text);
       };
+      let raw = null;
+      let closeCode = null;
+      let reported = false;
+      const report = () => {
+        if (!reported) {
+          reported = true;
+          handlers.onClose(closeCode ?? guacamoleCloseCode(lastStatus), null);
+        }
+      };
+      const ended = () => {
+        if (closed) {
+          return;
+        }
+        closed = true;
+        if (raw && raw.readyState !== 3) {
+          raw.addEventListener("close", () => setTimeout(report, 0));
+          setTimeout(report, CLOSE_WAIT_MS);
+        } else {
+          setTimeout(report, 0);
+        }
+      };
       client.onstatechange = (state) => {
-        if (state === 3 && !open) {
+        if (state === Guacamole.Client.State.CONNECTED && !open) {
           open = true;
           handlers.onOpen();
-        } else if (state === 5 && !closed) {
-          closed = true;
-          handlers.onClose(guacamoleCloseCode(lastStatus), null);
+        } else if (state === Guacamole.Client.State.DISCONNECTED) {
+          ended();
+        }
+      };
+      tunnel.onstatechange = (state) => {
+        if (state === Guacamole.Tunnel.State.CLOSED) {
+          ended();
         }
       };
       const { width, height } = this.size();
-      client.connect(`${query || ""}&width=${width}&height=${height}&dpi=96`);
+      raw = createdWebSocket(() => client.connect(`${query || ""}&width=${width}&height=${height}&dpi=96`));
+      if (raw) {
+        raw.addEventListener("close", (ev) => {
+          closeCode = ev.code || null;
+        });
+      }
       this.guac = client;
       return {
         get isOpen() {
@@ -636,6 +666,26 @@
       this.observer.disconnect();
     }
   };
+  var CLOSE_WAIT_MS = 1e3;
+  function createdWebSocket(fn, scope = globalThis) {
+    const Native = scope.WebSocket;
+    let created = null;
+    function Capturing(url, protocols) {
+      created = protocols === void 0 ? new Native(url) : new Native(url, protocols);
+      return created;
+    }
+    Capturing.prototype = Native.prototype;
+    for (const name of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) {
+      Capturing[name] = Native[name];
+    }
+    scope.WebSocket = Capturing;
+    try {
+      fn();
+    } finally {
+      scope.WebSocket = Native;
+    }
+    return created;
+  }
   function guacamoleCloseCode(status) {
     const code = status && Number(status.code);
     if (!code) {
@@ -822,6 +872,10 @@
     control_messages: {
       resize: '{"type": "resize", "cols": N, "rows": M}: whole numbers; values outside min..max_terminal_size are clamped',
       ping: '{"type": "ping"}: answered with {"type": "pong"}'
+    },
+    desktop_sessions: {
+      vnc: "Binary frames carry RFB both ways (subprotocol 'binary' accepted when offered). Text frames are the messages above: status connecting, then connected just before the gateway's first RFB byte (its ProtocolVersion), error before an error close, pong; resize is ignored (use RFB SetDesktopSize). The gateway offers security type None only and does the server's authentication itself.",
+      rdp: "Text frames carry whole Guacamole instructions (subprotocol 'guacamole'); no JSON messages. The query may carry width, height and dpi next to the ticket. The first instruction is the tunnel's internal open instruction (opcode '' and an id); internal 'ping' instructions are answered by the gateway. Errors: an 'error' instruction, then the close code; close 4010 has the reason 'suspended' or 'deleted'. Refused with 4400 where the gateway has no guacd."
     }
   };
 

@@ -205,17 +205,50 @@ export class DesktopView {
       };
       reader.onend = () => this.received(text);
     };
+    // The gateway's close code says what to do next (gateway-protocol.json); the Guacamole tunnel keeps only a
+    // status derived from it, so the page listens on the tunnel's websocket for the code itself.
+    let raw = null;
+    let closeCode = null;
+    let reported = false;
+    const report = () => {
+      if (!reported) {
+        reported = true;
+        handlers.onClose(closeCode ?? guacamoleCloseCode(lastStatus), null);
+      }
+    };
+    const ended = () => {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      if (raw && raw.readyState !== 3) { // the server's close frame may still be on its way
+        raw.addEventListener('close', () => setTimeout(report, 0));
+        setTimeout(report, CLOSE_WAIT_MS);
+      } else {
+        setTimeout(report, 0);
+      }
+    };
     client.onstatechange = (state) => {
-      if (state === 3 && !open) { // CONNECTED
+      if (state === Guacamole.Client.State.CONNECTED && !open) { // after the first frame (sync)
         open = true;
         handlers.onOpen();
-      } else if (state === 5 && !closed) { // DISCONNECTED
-        closed = true;
-        handlers.onClose(guacamoleCloseCode(lastStatus), null);
+      } else if (state === Guacamole.Client.State.DISCONNECTED) {
+        ended();
+      }
+    };
+    // The client itself does not notice when the tunnel closes without an error instruction.
+    tunnel.onstatechange = (state) => {
+      if (state === Guacamole.Tunnel.State.CLOSED) {
+        ended();
       }
     };
     const { width, height } = this.size();
-    client.connect(`${query || ''}&width=${width}&height=${height}&dpi=96`);
+    raw = createdWebSocket(() => client.connect(`${query || ''}&width=${width}&height=${height}&dpi=96`));
+    if (raw) {
+      raw.addEventListener('close', (ev) => {
+        closeCode = ev.code || null;
+      });
+    }
     this.guac = client;
     return {
       get isOpen() {
@@ -357,6 +390,30 @@ export class DesktopView {
     clearTimeout(this.resizeTimer);
     this.observer.disconnect();
   }
+}
+
+/** How long an ended Guacamole session waits for the gateway's close code. */
+const CLOSE_WAIT_MS = 1000;
+
+/** Run `fn` and return the WebSocket it created (guacamole-common-js's tunnel keeps its own private). */
+export function createdWebSocket(fn, scope = globalThis) {
+  const Native = scope.WebSocket;
+  let created = null;
+  function Capturing(url, protocols) {
+    created = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    return created;
+  }
+  Capturing.prototype = Native.prototype;
+  for (const name of ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED']) {
+    Capturing[name] = Native[name];
+  }
+  scope.WebSocket = Capturing;
+  try {
+    fn();
+  } finally {
+    scope.WebSocket = Native;
+  }
+  return created;
 }
 
 /** A websocket-like close code for a Guacamole session's end, for the reconnect policy. */
