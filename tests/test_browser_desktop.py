@@ -7,7 +7,9 @@ clicks into the terminal window inside the desktop and types a command that
 writes a file, then finds that file in the lab's home; sends Ctrl+W from the
 "Send keys" menu to bash there.  It also sends text
 through the page's clipboard box and pastes it in the lab (middle click),
-and checks that no VNC password or endpoint appears in the page.  Screenshots
+and checks that no VNC password or endpoint appears in the page.  Further
+tests: the read-only scenario, lab_resize_method reconnect, and a lab
+suspended under the open page that comes back with the same shell.  Screenshots
 go to the test output directory.
 
 Skipped without Chromium, bubblewrap or TigerVNC, except where ``CI`` or
@@ -16,6 +18,8 @@ Skipped without Chromium, bubblewrap or TigerVNC, except where ``CI`` or
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -274,6 +278,67 @@ def test_lab_resize_method_reconnect_reconnects_at_the_new_size(reconnecting_dem
             page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=30_000)
             assert len(sockets) == 2, sockets  # a new connection (and ticket) at the new size
             page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-desktop-reconnect.png"))
+        finally:
+            browser.close()
+    assert errors == []
+
+
+def make_due(running: dict) -> None:
+    """Set every lab of the demo due for suspension now; the demo's suspender (every 10 s) does the rest."""
+    var = str(running["output"].parent / "var")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HASTEXO_TEST_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="hastexo_xblock.demo.settings", HASTEXO_DEMO_DIR=var, HASTEXO_DEMO_LABS=running["var"]
+    )
+    code = (
+        "import datetime; from django.utils import timezone; from hastexo_xblock.models import Stack;"
+        "Stack.objects.update(suspend_by=timezone.now() - datetime.timedelta(seconds=1))"
+    )
+    subprocess.run([sys.executable, "-m", "django", "shell", "-c", code], env=env, cwd=var, check=True, timeout=60)
+
+
+@pytest.mark.timeout(300)
+def test_a_suspended_desktop_comes_back_as_it_was(demo, output_dir):  # noqa: F811
+    """The lab is suspended under the open page; the page follows (4010), resumes it, and the same shell is there."""
+    require_desktop()
+    from playwright.sync_api import sync_playwright
+
+    url = demo["url"].replace("/scenario/hastexo.0/", "/scenario/hastexo.1/") + "?student=pausing-learner"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        errors = []
+        context.on("weberror", lambda error: errors.append(str(error.error)))
+        try:
+            page, window = open_desktop(context, url)
+            page.evaluate(
+                "window.states = []; new MutationObserver(() => window.states.push("
+                "document.querySelector('.hastexo-xblock').dataset.state)).observe("
+                "document.querySelector('.hastexo-xblock'), {attributes: true})"
+            )
+            page.mouse.click(window["x"], window["y"])
+            page.keyboard.type("echo before-the-pause\n", delay=20)
+            # The suspender suspends the lab, the gateway closes the session, the page resumes the lab.
+            make_due(demo)
+            page.wait_for_function("window.states.includes('launching')", timeout=60_000)
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"]', timeout=120_000)
+            page.wait_for_function(
+                f"(({FIND_WINDOW})({list(TERMINAL_BG)}) || {{share: 0}}).share > 0.05", timeout=60_000
+            )
+            log = open(demo["output"].parent / "var" / "logs" / "worker.log").read()  # noqa: SIM115
+            assert "suspend" in log.lower(), log[-2000:]
+            # The same shell (its history) in the same window: nothing was restarted.
+            page.mouse.click(window["x"], window["y"])
+            page.keyboard.type("history > after-the-pause.txt\n", delay=20)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                found = find_in_labs(demo["var"], "after-the-pause.txt")
+                if found and "echo before-the-pause" in open(found[0]).read():  # noqa: SIM115
+                    break
+                time.sleep(0.3)
+            else:
+                raise AssertionError("the shell's history did not survive the pause")
+            page.locator(".hastexo-xblock").screenshot(path=os.path.join(output_dir, "browser-desktop-resumed.png"))
         finally:
             browser.close()
     assert errors == []
