@@ -138,4 +138,4 @@ requirements: venv
 	  ../$(PY) -m piptools compile -q --strip-extras --allow-unsafe --no-emit-index-url -o $$name.txt $$name.in; done
 
 clean:
-	rm -rf $(VENV) $(TUTOR_VENV) $(addprefix .venv-,$(PLATFORM_RELEASES)) var test-output build *.egg-info
+	rm -rf $(VENV) $(TUTOR_VENV) $(addprefix .venv-,$(PLATFORM_RELEASES)) var test-output build *.egg-info js/node_modules
