@@ -118,6 +118,7 @@ def json_handler(max_bytes: int = LEARNER_BODY_LIMIT) -> Callable[[Callable[...,
                 return result
             return Response(json.dumps(result), content_type="application/json", charset="utf8")
 
+        handler.strict_json = True  # type: ignore[attr-defined]  # for the test that every JSON handler is
         return handler
 
     return decorate
