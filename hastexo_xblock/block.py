@@ -221,10 +221,15 @@ class HastexoXBlock(
         settings = get_settings()
         # The page of launch_new_window: the lab alone, as in the original's full-window view.
         window = bool((context or {}).get("hastexo_window"))
-        last_check = None
+        check_on_load = False
         if self.tests and self.check_id and not window:
-            # Record a check that finished after the learner left the page.
-            last_check = self._latest_check_view()
+            # Record a check that finished after the learner left the page.  Its hints are the learner's
+            # own scripts' output: the page fetches them from check_status (JSON, shown as text), they
+            # are never put into the init args, which the runtime writes into a <script> unescaped.
+            # The original's interrupted check is reported once, by that check_status call.
+            check_on_load = (
+                original_state.is_original_check(self.check_id) or self._latest_check_view()["status"] != "none"
+            )
         frag = Fragment()
         children_html = []
         for child_id in [] if window else self.children:
@@ -271,7 +276,8 @@ class HastexoXBlock(
                 "port": self.port,
                 "enable_fullscreen": self._fullscreen(),
                 "has_tests": bool(self.tests),
-                "last_check": last_check,
+                # Nothing a learner wrote goes here (see check_on_load above).
+                "check_on_load": check_on_load,
             },
         )
         return frag

@@ -94,7 +94,7 @@ def test_launch_new_window_is_the_lab_alone(queued):
     assert data["init_fn"] == "HastexoXBlock"
     assert set(data["handler_urls"]) == {"get_user_stack_status", "keepalive", "set_port", "get_ticket"}
     assert all("/handler/" in url or "handler" in url for url in data["handler_urls"].values())
-    assert data["init_args"]["last_check"] is None
+    assert data["init_args"]["check_on_load"] is False
     assert "hastexo.js" in page and "xterm.js" in page
 
 

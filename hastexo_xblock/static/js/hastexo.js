@@ -151,7 +151,8 @@
       fullscreen: !!c.enable_fullscreen,
       hasTests: !!c.has_tests,
       port: Number.isInteger(c.port) ? c.port : null,
-      lastCheck: c.last_check && typeof c.last_check === 'object' ? c.last_check : null,
+      // The learner's last check is fetched, never carried in the init args (its hints are their text).
+      checkOnLoad: !!c.check_on_load,
     };
   }
 
@@ -250,8 +251,8 @@
       const tickMs = Math.min(5000, Math.max(250, Math.floor(this.config.timeouts.idle / 4)));
       this.tickTimer = setInterval(() => this.tick(), tickMs);
       this.beginLaunch({ initialize: true });
-      if (this.config.lastCheck) {
-        this.handleCheck(this.config.lastCheck, ++this.checkGen);
+      if (this.config.checkOnLoad) {
+        this.pollCheck(++this.checkGen);
       }
     }
 
