@@ -83,7 +83,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -98,7 +97,7 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 from keystoneauth1.identity.base import BaseIdentityPlugin
 
-from .. import states
+from .. import names, states
 from .base import (
     Provider,
     ProviderAuthError,
@@ -122,8 +121,8 @@ _http_log.setLevel(logging.INFO)
 
 T = TypeVar("T")
 
-#: Heat's rule for stack names; checking it also keeps ``/`` and ``?`` out of URLs.
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,254}$")
+#: Heat's rule for stack names (names.py); checking it also keeps ``/`` and ``?`` out of URLs.
+NAME_RE = names.NAME_PATTERN
 
 INTERFACES = ("public", "internal", "admin")
 DEFAULT_INTERFACE = "public"
