@@ -268,6 +268,25 @@ def read_studio_edits(data: Any) -> tuple[dict[str, Any], list[str]]:
     return read, list(defaults)
 
 
+class _StudioYamlDumper(yaml.SafeDumper):
+    """Writes multi-line strings (test scripts) as literal ``|`` blocks, as an author would."""
+
+
+_StudioYamlDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text.strip("\n") or text.endswith("\n") else None
+    ),
+)
+
+
+def yaml_text(value: Any) -> str:
+    """A list or mapping as the YAML text Studio shows (empty text for an empty value)."""
+    if not value:
+        return ""
+    return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
 def _loads(load_class: Callable[[str], Any], name: str) -> bool:
     try:
         load_class(name)
