@@ -6,8 +6,6 @@ score stored and a grade event published each time.  A test that sleeps past
 ``remote_exec_timeout`` gives a clear time-out message.
 """
 
-import json
-import os
 import threading
 import time
 from datetime import timedelta
@@ -20,7 +18,8 @@ from hastexo_xblock import checks, remote, states
 from hastexo_xblock.models import Check, Stack
 
 from .test_block import bring_up, call, make_block
-from .test_worker import lab_templates, run_ssh, start_worker, stop_worker, wait_for  # noqa: F401 (fixture)
+from .test_worker import lab_templates, run_ssh, wait_for  # noqa: F401 (fixture)
+from .workers import delete_labs
 
 pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -217,17 +216,11 @@ def test_long_hints_are_capped():
 # --- real runs ---------------------------------------------------------------------
 
 
-WORKER_SETTINGS = {"remote_exec_timeout": 2, "check_timeout": 30}
-
-
 @pytest.fixture
-def check_worker(lab_templates, tmp_path, hastexo_settings):  # noqa: F811 (the imported fixture)
-    os.environ["HASTEXO_TEST_SETTINGS_JSON"] = json.dumps(WORKER_SETTINGS)
-    hastexo_settings(template_dir=str(tmp_path), **WORKER_SETTINGS)
-    started = start_worker("filesystem://", tmp_path)
-    yield started
-    os.environ.pop("HASTEXO_TEST_SETTINGS_JSON", None)
-    stop_worker(started)
+def check_worker(lab_templates, worker_pool):  # noqa: F811 (the imported fixture)
+    """The session's worker (tests/workers.py: remote_exec_timeout 2 s, check_timeout 30 s)."""
+    yield worker_pool.get("filesystem://")
+    delete_labs()
 
 
 def launched(block):
