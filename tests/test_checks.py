@@ -21,7 +21,7 @@ from .test_block import bring_up, call, make_block
 from .test_worker import lab_templates, run_ssh, wait_for  # noqa: F401 (fixture)
 from .workers import delete_labs
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 TEST_NOTES = """
 if ! [ -f ~/answer.txt ]; then
@@ -75,6 +75,7 @@ def up_block(student="checker", xml=None):
 # --- the handlers, without running anything ----------------------------------------
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_second_click_while_a_check_runs_returns_that_check(queued):
     block, _stack = up_block()
     code, first = call(block, "check_progress")
@@ -85,6 +86,7 @@ def test_a_second_click_while_a_check_runs_returns_that_check(queued):
     assert Check.objects.count() == 1
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_concurrent_clicks_start_one_check(queued):
     # checks.start directly: the workbench's own field storage is not safe
     # for concurrent writes of one learner's state (an LMS's is).
@@ -108,6 +110,7 @@ def test_concurrent_clicks_start_one_check(queued):
     assert len(queued) == 1 and Check.objects.count() == 1
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_check_of_another_block_waits_its_turn(queued):
     block, _stack = up_block("two-blocks")
     assert call(block, "check_progress")[0] == 200
@@ -158,6 +161,7 @@ def finish(check_id, results):
 RESULTS = [{"passed": True, "hint": "", "timed_out": False}, {"passed": False, "hint": "fix it", "timed_out": False}]
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_finished_check_is_scored_and_graded_once(queued):
     block, _stack = up_block("graded")
     events = recording(block)

@@ -46,7 +46,6 @@ from hastexo_xblock.gateway.serve import uvicorn_options
 from hastexo_xblock.models import Stack, UsedTicket
 
 pytestmark = [
-    pytest.mark.db,
     pytest.mark.django_db(transaction=True),
     pytest.mark.timeout(60),
 ]
@@ -549,6 +548,7 @@ def test_lost_connection_is_an_error(gateway: Gateway, lab: LabServer, keys: Key
     wait_for(lambda: lab.active == 0)
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_bad_tickets_are_refused_before_ssh(
     gateway: Gateway, lab: LabServer, keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -854,6 +854,7 @@ class _CountStackUpdates:
         connection_created.disconnect(self._on_connect)
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_typing_pushes_suspend_by_in_one_batched_update(
     gateway: Gateway, lab: LabServer, keys: Keys, activity_interval: Callable[[int], None]
 ) -> None:
@@ -894,6 +895,7 @@ def test_typing_pushes_suspend_by_in_one_batched_update(
     wait_for(lambda: lab.active == 0)
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_flush_groups_by_timeout_skips_down_stacks_and_purges(keys: Keys, lab: LabServer) -> None:
     long_ago = timezone.now() - timedelta(hours=1)
     a = make_stack(keys, lab, name="a", learner="a", suspend_by=long_ago)

@@ -47,10 +47,6 @@ def test_a_message_is_stored_as_code_and_parameters_and_rendered_per_language():
         messages.Message("no.such.code")
 
 
-pytestmark_db = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_failure_is_shown_in_the_learners_language(fake_providers):
     """The worker runs in English; the learner reads German (and another learner English)."""

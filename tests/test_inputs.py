@@ -20,7 +20,7 @@ from hastexo_xblock.models import Check, Stack
 
 from .test_block import XML, bring_up, call, make_block
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 #: The block's handlers that take no JSON body (a page, and a POST that mints a ticket from the session alone).
 NOT_JSON = {"get_ticket", "launch_new_window"}

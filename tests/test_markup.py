@@ -27,7 +27,7 @@ from hastexo_xblock.models import Check
 from .test_block import call
 from .test_checks import TEST_NOTES, TEST_SCRIPT, lab_xml, queued, up_block  # noqa: F401 (a fixture)
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 PAYLOAD = '</script><img src=x onerror="window.pwned=1">\u2028&amp; </SCRIPT ><svg onload=alert(1)>'
 

@@ -22,7 +22,7 @@ from hastexo_xblock.providers import get_provider
 from .test_block import call, make_block
 from .workers import TEMPLATE, WORKER_SETTINGS, Worker, delete_labs, start_worker, stop_worker  # noqa: F401 (for others)
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BROKERS = ["filesystem://", *os.environ.get("HASTEXO_TEST_BROKER_URLS", "").split()]
 SPEC = labs.LabSpec(template="linux.yaml", ssh_user="learner")
@@ -121,6 +121,7 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
     assert get_provider("default", get_settings()["providers"]).list() == [stack.name]
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_twenty_concurrent_initialize_calls_create_one_stack(worker, monkeypatch):
     barrier = threading.Barrier(20)
     results = []

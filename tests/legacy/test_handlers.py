@@ -15,7 +15,7 @@ from ..test_block import call
 from ..test_checks import RESULTS, TEST_NOTES, TEST_SCRIPT, finish, grades, lab_xml, recording, up_block
 from .test_state import WEIGHT, block_for
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 # --- the original's get_check_status: report, or start when none runs ---------------

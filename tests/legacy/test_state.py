@@ -20,7 +20,7 @@ from hastexo_xblock.legacy import state as original_state
 from ..test_block import call
 from ..test_checks import RESULTS, TEST_NOTES, TEST_SCRIPT, finish, grades, lab_xml, recording, up_block
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "state", "learner_state.yaml"), encoding="utf-8") as handle:
