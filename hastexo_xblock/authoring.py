@@ -88,7 +88,7 @@ def validate(values: Mapping[str, Any], known_providers: Collection[str] | None 
         problem("stack_template_path", "a lab needs a template (or every provider entry needs its own template)")
     if not _text(get("stack_user_name")):
         problem("stack_user_name", "a lab needs the user name to log in as over SSH (terminal, checks and hooks)")
-    for field in ("launch_timeout", "suspend_timeout", "delete_age"):
+    for field in (spec.name for spec in fields.FIELDS if spec.kind == "int"):  # seconds, all of them
         value = get(field)
         if value is None or value == "":
             continue
