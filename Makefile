@@ -16,7 +16,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
-	tigervnc-standalone-server twm xterm x11-xkb-utils xfonts-base x11-utils openssh-server
+	tigervnc-standalone-server tigervnc-tools twm xterm x11-xkb-utils xfonts-base x11-utils openssh-server
 TUTOR_VENV ?= .venv-tutor
 # Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
 PLATFORM_RELEASES ?= ulmo sumac

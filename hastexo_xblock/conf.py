@@ -175,6 +175,31 @@ def _providers(key: str, value: Any) -> dict[str, dict[str, Any]]:
     return result
 
 
+#: Keys of the ``guacd`` setting and their defaults (see the README, "Desktop labs").
+GUACD_DEFAULTS: dict[str, Any] = {"host": None, "port": 4822, "tunnel_host": "127.0.0.1", "tunnel_bind": None}
+
+
+def _guacd(key: str, value: Any) -> dict[str, Any] | None:
+    """``None`` (no RDP), or where guacd listens and where guacd reaches the gateway's RDP tunnels."""
+    if value is None or value == {} or value == "":
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(key, f"expected a mapping with host and port, got {value!r}")
+    unknown = sorted(set(value) - set(GUACD_DEFAULTS))
+    if unknown:
+        raise ConfigurationError(key, f"unknown keys {', '.join(map(str, unknown))}")
+    result = {**GUACD_DEFAULTS, **value}
+    result["host"] = _str(f"{key}.host", result["host"])
+    if not result["host"].strip():
+        raise ConfigurationError(f"{key}.host", "must not be empty")
+    result["port"] = _int(1)(f"{key}.port", result["port"])
+    if result["port"] > 65535:
+        raise ConfigurationError(f"{key}.port", f"not a port number: {result['port']}")
+    result["tunnel_host"] = _str(f"{key}.tunnel_host", result["tunnel_host"])
+    result["tunnel_bind"] = _optional_str(f"{key}.tunnel_bind", result["tunnel_bind"]) or result["tunnel_host"]
+    return result
+
+
 # --- the table of keys --------------------------------------------------------
 
 #: Every key, its default and what checks it.  Keys marked "new" are ours.
@@ -213,6 +238,7 @@ DEFAULTS: dict[str, Any] = {
     "task_queue": None,
     "template_dir": None,
     "orphan_grace": 3600,
+    "guacd": None,
 }
 
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
@@ -248,6 +274,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "task_queue": _optional_str,
     "template_dir": _optional_str,
     "orphan_grace": _int(0),
+    "guacd": lambda key, value: _guacd(key, value),
 }
 
 assert set(_CHECKS) == set(DEFAULTS)

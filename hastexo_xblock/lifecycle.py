@@ -281,6 +281,10 @@ def _booting_progress(stack_id: int, attempt: int) -> Callable[[ProviderStack], 
     return report
 
 
+#: What the learner reads when an RDP lab is launched where no guacd is configured.
+NO_GUACD = "this platform cannot show remote desktops (RDP) yet; please tell the course team."
+
+
 def launch(
     stack_id: int,
     attempt: int,
@@ -300,6 +304,15 @@ def launch(
     if stack is None or stack.attempt != attempt or stack.status not in states.LAUNCHING:
         log.info("launch %s/%s: nothing to do (stale or finished)", stack_id, attempt)
         return stack.status if stack else states.DELETE_COMPLETE
+    if stack.protocol == "rdp" and not settings["guacd"]:
+        # Refused before anything is made: without guacd the gateway cannot show an RDP desktop,
+        # and a lab that comes up only to show a blank screen helps nobody.
+        log.error(
+            "stack %s: stack_protocol rdp needs the 'guacd' setting (the address of a Guacamole daemon); "
+            "launch refused",
+            stack.name,
+        )
+        return _give_up(stack_id, attempt, states.LAUNCH_ERROR, Message("launch.create_failed", {"detail": NO_GUACD}))
     timeout = int(stack.spec.get("launch_timeout") or settings["launch_timeout"])
     # The deadline counts from the claim, so a redelivered task does not get a fresh budget.
     if stack.status_deadline:
@@ -381,7 +394,7 @@ def _delete_for_reset(stack: Stack, attempt: int, provider: Provider, current: P
         _retrying(lambda: provider.delete(stack.name), deadline, f"delete {stack.name}")
         _wait_for(provider, stack.name, deadline)
     Stack.objects.filter(pk=stack.pk, attempt=attempt).update(
-        provider="", ip="", ssh_port=None, private_key="", password="", host_key=""
+        provider="", ip="", ssh_port=None, private_key="", password="", host_key="", desktop=""
     )
     stack.private_key = ""
 
@@ -492,6 +505,7 @@ def _finish(
         private_key=private_key,
         password=outputs.password or "",
         host_key=stack.host_key or host_key,
+        desktop=desktop_endpoint(result, stack.protocol),
         phase=states.PHASE_READY,
         progress=1.0,
         status_deadline=None,
@@ -501,6 +515,16 @@ def _finish(
     if not won:
         log.info("launch %s/%s finished but the stack moved on meanwhile", stack.pk, attempt)
     return final
+
+
+def desktop_endpoint(result: ProviderStack, protocol: str) -> str:
+    """The desktop endpoint the provider reports for ``protocol`` (``extra["vnc"]``/``extra["rdp"]``), or ``""``.
+
+    Seen from the lab's SSH server: ``unix:/path`` or ``host:port``; the gateway reaches it
+    through the lab's SSH connection (see :mod:`hastexo_xblock.gateway.vnc`).
+    """
+    value = (result.extra or {}).get(protocol) if protocol in ("vnc", "rdp") else None
+    return str(value)[:255] if isinstance(value, str) else ""
 
 
 #: The events a hook script can run on.
@@ -643,7 +667,15 @@ def delete(stack_id: int) -> str:
     stack = Stack.objects.filter(pk=stack_id).first()
     if stack is None or stack.status not in states.DELETING:
         return stack.status if stack else states.DELETE_COMPLETE
-    cleared = {"ip": "", "ssh_port": None, "private_key": "", "password": "", "host_key": "", "provider": ""}
+    cleared = {
+        "ip": "",
+        "ssh_port": None,
+        "private_key": "",
+        "password": "",
+        "host_key": "",
+        "provider": "",
+        "desktop": "",
+    }
     if not stack.provider:
         transition(stack_id, states.DELETE_COMPLETE, allowed_from=states.DELETING, status_deadline=None, **cleared)
         return states.DELETE_COMPLETE

@@ -77,6 +77,12 @@ class Stack(models.Model):
     private_key = EncryptedTextField(blank=True, default="")
     password = EncryptedTextField(blank=True, default="")
     host_key = models.TextField(blank=True, default="", help_text="pinned at first contact")
+    desktop = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="where the lab's desktop server listens, seen from its SSH server: unix:/path or host:port",
+    )
 
     launched_at = models.DateTimeField(null=True, blank=True)
     suspended_at = models.DateTimeField(null=True, blank=True)

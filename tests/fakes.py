@@ -94,7 +94,7 @@ class FakeProvider(Provider):
             stack["reason"],
             outputs=self._outputs() if up else None,
             progress=0.5 if status.endswith("_IN_PROGRESS") else None,
-            extra={"host_key": self.config["lab"][2]},
+            extra={"host_key": self.config["lab"][2], **self.config.get("extra", {})},
         )
 
     def suspend(self, name: str) -> ProviderStack:

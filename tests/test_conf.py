@@ -67,6 +67,10 @@ def test_values_from_yaml_or_env_strings_are_accepted():
         ({"providers": {"default": {"type": "local", "sandbox": "chroot"}}}, "providers.default"),
         ({"lauch_timeout": 5}, "lauch_timeout"),
         ({"encryption_keys": ["", "x"]}, "encryption_keys"),
+        ({"guacd": "guacd:4822"}, "guacd"),
+        ({"guacd": {"host": "guacd", "port": 70000}}, "guacd.port"),
+        ({"guacd": {"port": 4822}}, "guacd.host"),
+        ({"guacd": {"host": "guacd", "prot": 1}}, "guacd"),
     ],
 )
 def test_wrong_values_fail_naming_the_key(raw, key):
@@ -74,6 +78,12 @@ def test_wrong_values_fail_naming_the_key(raw, key):
         conf.load(raw)
     assert info.value.key == key
     assert f'["{key}"]' in str(info.value)
+
+
+def test_guacd_defaults():
+    assert conf.load({}).guacd is None
+    guacd = conf.load({"guacd": {"host": "guacd.internal"}}).guacd
+    assert guacd == {"host": "guacd.internal", "port": 4822, "tunnel_host": "127.0.0.1", "tunnel_bind": "127.0.0.1"}
 
 
 def test_unknown_provider_type_lists_the_known_ones():

@@ -613,7 +613,7 @@ def test_lab_not_running_and_unsupported_protocol(gateway: Gateway, lab: LabServ
         connections = lab.connections
         for token, code, text in (
             (ticket_for(suspended), 4004, "The lab is not running."),
-            (ticket_for(running, protocol="vnc", port=5900), 4400, "protocol not supported yet"),
+            (ticket_for(running, protocol="telnet", port=5900), 4400, "protocol not supported yet"),
         ):
             async with connect(f"{gateway.ws_base}?ticket={token}", open_timeout=10) as ws:
                 term = Terminal(ws)

@@ -736,6 +736,15 @@ def test_output_rules() -> None:
     assert suspended.status == states.SUSPEND_COMPLETE and suspended.outputs is None
     failed = provider._to_provider_stack("s", _heat_stack("CREATE_FAILED", {}, "Resource CREATE failed: x"))
     assert failed.status_reason == "Resource CREATE failed: x"
+    # A desktop's endpoint, as the lab's SSH server sees it, and its password.
+    desktop = provider._to_provider_stack(
+        "s",
+        _heat_stack(
+            "CREATE_COMPLETE", {"public_ip": "h", "private_key": "k", "vnc": " 127.0.0.1:5901 ", "password": "pw"}
+        ),
+    )
+    assert desktop.extra["vnc"] == "127.0.0.1:5901" and "rdp" not in desktop.extra
+    assert desktop.outputs.password == "pw"
 
 
 def test_hot_dates_stay_strings() -> None:

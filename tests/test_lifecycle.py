@@ -60,6 +60,37 @@ def test_create_pins_the_host_key_and_stores_outputs(fake_providers, ssh_lab):
     ]
 
 
+def test_a_desktop_lab_records_where_its_desktop_listens(fake_providers, ssh_lab):
+    fake_providers(fake1={"extra": {"vnc": "unix:/run/desktop.sock", "rdp": "10.0.0.5:3389"}})
+    spec = labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], protocol="vnc")
+    stack, attempt = claim(spec)
+    assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
+    stack.refresh_from_db()
+    assert stack.desktop == "unix:/run/desktop.sock"
+    # A terminal lab records none, even when the provider reports one.
+    terminal, attempt = claim(learner="anon2")
+    assert lifecycle.launch(terminal.pk, attempt) == states.CREATE_COMPLETE
+    terminal.refresh_from_db()
+    assert terminal.desktop == ""
+
+
+def test_an_rdp_lab_without_guacd_fails_at_launch_with_a_clear_message(fake_providers, caplog):
+    spec = labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], protocol="rdp")
+    stack, attempt = claim(spec)
+    assert lifecycle.launch(stack.pk, attempt) == states.LAUNCH_ERROR
+    stack.refresh_from_db()
+    assert "cannot show remote desktops (RDP)" in stack.error_msg
+    assert not calls("create")  # nothing was made only to show a blank screen
+    assert any("needs the 'guacd' setting" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_an_rdp_lab_launches_where_guacd_is_configured(fake_providers, hastexo_settings):
+    hastexo_settings(guacd={"host": "guacd.example", "port": 4822})
+    spec = labs.LabSpec(template="t.yaml", providers=[{"name": "fake1"}], protocol="rdp")
+    stack, attempt = claim(spec)
+    assert lifecycle.launch(stack.pk, attempt) == states.CREATE_COMPLETE
+
+
 def test_slow_provider_reports_progress_and_completes(fake_providers, monkeypatch):
     fake_providers(fake1={"polls": 3})
     seen = []

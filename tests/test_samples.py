@@ -72,3 +72,19 @@ def test_demo_template_is_a_valid_local_template():
     with open(path, encoding="utf-8") as handle:
         template = parse_template(handle.read())
     assert [f.path for f in template.files] == ["welcome.txt"] and "mkdir" in template.setup
+
+
+def test_heat_desktop_sample_passes_heat_validation():
+    from hastexo_xblock.gateway.vnc import parse_endpoint
+
+    template, environment = load("heat-desktop.yaml"), load("heat-lab-env.yaml")
+    result = heat_client().stacks.validate(template=template, environment=stubbed(template, environment))
+    assert {"run", "public_key", "image", "flavor", "private_network", "public_network"} <= set(result["Parameters"])
+    assert {"public_ip", "private_key", "password", "vnc"} <= set(template["outputs"])
+    # The desktop is reachable from the server itself only: the gateway goes through SSH.
+    endpoint = parse_endpoint(template["outputs"]["vnc"]["value"])
+    assert endpoint.host == "127.0.0.1"
+    rules = template["resources"]["security_group"]["properties"]["rules"]
+    assert [(r["port_range_min"], r["port_range_max"]) for r in rules if r["protocol"] == "tcp"] == [(22, 22)]
+    unit = template["resources"]["cloud_config"]["properties"]["cloud_config"]["write_files"][0]
+    assert "-interface 127.0.0.1 -SecurityTypes VncAuth" in unit["content"]["str_replace"]["template"]

@@ -37,8 +37,14 @@ honoured only if it is one of the lab's configured ``Stack.spec["ports"]``
 numbers (checked again here although the ticket is signed: the lab may no
 longer offer it).  For SSH labs, the ports name further SSH endpoints of the
 lab host: the terminal connects to ``Stack.ip`` on that port with the same
-user and key and requires the same pinned host key.  Desktop protocols (RDP,
-VNC) will use the port to pick their endpoint once they are supported.
+user and key and requires the same pinned host key.  For desktop labs
+(``vnc``, see :mod:`.vnc`) the ports name desktop servers on the lab host's
+loopback, reached through the lab's default SSH endpoint; for ``rdp`` (see
+:mod:`.guac`, needs the ``guacd`` setting) they name RDP servers there.
+
+Desktop sessions take more from the query string than the ticket:
+``width``, ``height`` and ``dpi`` (RDP only: the screen size guacd asks the
+RDP server for).
 
 Neither the ticket nor any key is ever logged or sent back; ticket failures
 are logged with their reason only.
@@ -65,10 +71,12 @@ from django.db import IntegrityError, transaction
 from .. import fields, states
 from ..conf import get_settings
 from ..models import Stack, UsedTicket
-from . import tickets
+from . import guac, tickets, vnc
 from .activity import run_db, tracker
+from .guac import GuacSession
 from .protocol import CloseCode
-from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession
+from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession, WebsocketSession
+from .vnc import VncSession
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +138,10 @@ def port_allowed(stack: Stack, port: int | None) -> bool:
     """Whether a ticket's ``port`` may be used with ``stack``: the one rule, :func:`fields.port_offered`."""
     spec = stack.spec if isinstance(stack.spec, dict) else {}
     return fields.port_offered(port, spec.get("ports"))
+
+
+#: The ticket protocols this gateway serves.
+SESSIONS = frozenset({"ssh", "vnc", "rdp"})
 
 
 # --- ASGI entry points ---------------------------------------------------------------
@@ -208,7 +220,8 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
         logger.info("websocket for stack %s refused: lab not running (%s)", ticket.stack_id, status)
         await _refuse(send, ticket.stack_id, MSG_NOT_RUNNING, CloseCode.NOT_RUNNING)
         return
-    if ticket.protocol != "ssh":
+    guacd = get_settings()["guacd"] if ticket.protocol == "rdp" else None
+    if ticket.protocol not in SESSIONS or (ticket.protocol == "rdp" and not guacd):
         logger.info("websocket for stack %s refused: protocol %r not supported", ticket.stack_id, ticket.protocol)
         await _refuse(send, ticket.stack_id, MSG_UNSUPPORTED, CloseCode.UNSUPPORTED)
         return
@@ -219,7 +232,23 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
 
     if not tracker.running:
         tracker.start()  # served without lifespan events: start the flusher on first use
-    session = TerminalSession(receive, send, ticket, stack)
+    offered = scope.get("subprotocols") or []
+    if ticket.protocol == "rdp":
+        session: WebsocketSession = GuacSession(
+            receive,
+            send,
+            ticket,
+            stack,
+            guacd=guacd or {},
+            size=guac.requested_size(query),
+            subprotocol=guac.SUBPROTOCOL if guac.SUBPROTOCOL in offered else None,
+        )
+    elif ticket.protocol == "vnc":
+        session = VncSession(
+            receive, send, ticket, stack, subprotocol=vnc.SUBPROTOCOL if vnc.SUBPROTOCOL in offered else None
+        )
+    else:
+        session = TerminalSession(receive, send, ticket, stack)
     # This frame lives as long as the session: keep neither the row (decrypted key, spec) nor the ticket.
     del stack, ticket, token, query
     await session.run()
@@ -259,7 +288,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 async def application(scope: Scope, receive: Receive, send: Send) -> None:
-    """The ASGI 3 application: websocket terminal sessions, ``/healthz`` and lifespan."""
+    """The ASGI 3 application: websocket terminal and desktop sessions, ``/healthz`` and lifespan."""
     kind = scope["type"]
     if kind == "websocket":
         await _websocket(scope, receive, send)

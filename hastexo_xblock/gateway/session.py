@@ -48,29 +48,20 @@ FRAME_BUDGET = 0.005
 COALESCE_BELOW = 16 * 1024
 
 
-class TerminalSession:
-    """One accepted websocket bound to one SSH shell on one stack.
+class WebsocketSession:
+    """What every session kind shares: the serialised send side, errors, and the stack-down signal.
 
-    :meth:`run` owns everything it starts: on return, the pumps are cancelled,
-    the SSH connection is closed and the session is unregistered from the
-    activity tracker, whatever ended it.
+    Subclasses (:class:`TerminalSession`, :class:`.vnc.VncSession`, :class:`.guac.GuacSession`)
+    implement ``run()``; they must register with the activity tracker with :meth:`_on_down`.
     """
 
     def __init__(self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any) -> None:
-        """Bind to ``stack``; the SSH endpoint is the ticket's port if it has one (the caller
-        has checked it), else the stack's ``ssh_port``."""
         self._receive = receive
         self._send_raw = send
         self._stack_id: int = stack.pk
         self._stack_label = f"{stack.pk}/{stack.name}"
-        #: Dropped once connected: the private key need not stay in memory for the whole session.
-        self._target: SSHTarget | None = SSHTarget.from_stack(stack, port=ticket.port)
-        self._port = self._target.port
         self._suspend_timeout = suspend_timeout_for(stack, get_settings()["suspend_timeout"])
         self._read_only = bool(ticket.read_only)
-        self._size: tuple[int, int] = DEFAULT_SIZE
-        self._pending = bytearray()
-        self._terminal: Terminal | None = None
         self._send_lock = asyncio.Lock()
         self._client_gone = False
         self._closed = False
@@ -109,6 +100,37 @@ class TerminalSession:
     async def _fail(self, message: str, code: int) -> None:
         await self._send_json({"type": "error", "message": message})
         await self._close(code)
+
+    def _on_down(self, status: str) -> None:
+        """Activity tracker callback: the stack is no longer up."""
+        self._down_status = status
+        if not self._down.done():
+            self._down.set_result(None)
+
+    async def _stack_down(self) -> None:
+        logger.info("stack %s: no longer up (%s); closing the session", self._stack_label, self._down_status)
+        await self._send_json({"type": "status", "status": self._down_status})
+        await self._close(CloseCode.STACK_DOWN)
+
+
+class TerminalSession(WebsocketSession):
+    """One accepted websocket bound to one SSH shell on one stack.
+
+    :meth:`run` owns everything it starts: on return, the pumps are cancelled,
+    the SSH connection is closed and the session is unregistered from the
+    activity tracker, whatever ended it.
+    """
+
+    def __init__(self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any) -> None:
+        """Bind to ``stack``; the SSH endpoint is the ticket's port if it has one (the caller
+        has checked it), else the stack's ``ssh_port``."""
+        super().__init__(receive, send, ticket, stack)
+        #: Dropped once connected: the private key need not stay in memory for the whole session.
+        self._target: SSHTarget | None = SSHTarget.from_stack(stack, port=ticket.port)
+        self._port = self._target.port
+        self._size: tuple[int, int] = DEFAULT_SIZE
+        self._pending = bytearray()
+        self._terminal: Terminal | None = None
 
     # --- browser → lab ------------------------------------------------------------
 
@@ -175,12 +197,6 @@ class TerminalSession:
             if not await self._send({"type": "websocket.send", "bytes": data}):
                 return False
             last_sent = loop.time()
-
-    def _on_down(self, status: str) -> None:
-        """Activity tracker callback: the stack is no longer up."""
-        self._down_status = status
-        if not self._down.done():
-            self._down.set_result(None)
 
     # --- the whole session ------------------------------------------------------------
 
@@ -276,8 +292,3 @@ class TerminalSession:
             return await Terminal.open(self._target, size=lambda: self._size)
         finally:
             self._target = None
-
-    async def _stack_down(self) -> None:
-        logger.info("stack %s: no longer up (%s); closing the session", self._stack_label, self._down_status)
-        await self._send_json({"type": "status", "status": self._down_status})
-        await self._close(CloseCode.STACK_DOWN)

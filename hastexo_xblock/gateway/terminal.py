@@ -1,9 +1,11 @@
 """The SSH side of a terminal session: one shell on the learner's lab, under a PTY.
 
-:meth:`Terminal.open` logs in to the stack's SSH endpoint through
-:func:`hastexo_xblock.ssh.connect` — the package's one pinned-host-key login:
-only the key pinned in ``Stack.host_key`` is trusted, a stack without one is
-refused outright — and starts a login shell (``term_type`` ``xterm-256color``).
+:meth:`Terminal.open` logs in to the stack's SSH endpoint with :func:`connect`
+— the gateway's options over :func:`hastexo_xblock.ssh.connect`, the package's
+one pinned-host-key login: only the key pinned in ``Stack.host_key`` is
+trusted, a stack without one is refused outright — and starts a login shell
+(``term_type`` ``xterm-256color``).  The desktop relays (``vnc.py``,
+``guac.py``) log in with the same :func:`connect`.
 
 The endpoint is ``Stack.ip`` on ``Stack.ssh_port``, unless the caller passes a
 port (the learner's choice from the lab's configured ``ports``, already
@@ -29,17 +31,21 @@ from collections.abc import Callable
 
 import asyncssh
 
-from ..ssh import ConnectFailed, HostKeyMismatch, HostKeyNotPinned, SSHTarget, connect, pinned_host_keys
+from .. import ssh
+from ..ssh import ConnectFailed, HostKeyMismatch, HostKeyNotPinned, SSHTarget, pinned_host_keys
 from ..ssh import SSHError as TerminalError
 from .transport import CoalescingConnector
 
 __all__ = [
+    "BufferedSession",
     "ConnectFailed",
     "HostKeyMismatch",
     "HostKeyNotPinned",
     "SSHTarget",
+    "Stream",
     "Terminal",
     "TerminalError",
+    "connect",
     "pinned_host_keys",
 ]
 
@@ -70,8 +76,33 @@ KEEPALIVE_INTERVAL = 30
 KEEPALIVE_COUNT_MAX = 3
 
 
-class _ShellSession(asyncssh.SSHClientSession[bytes]):
-    """Receives the shell's output by callback into one buffer (no stream, no per-chunk task).
+async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncssh.SSHClientConnection:
+    """An SSH connection to ``target`` that trusts its pinned host key and nothing else.
+
+    Shared by the terminal and the desktop relays (:mod:`.vnc`, :mod:`.guac`), so every
+    way into a lab checks the same identity.  Raises :class:`HostKeyNotPinned` (no pinned
+    key: nothing was attempted), :class:`HostKeyMismatch` (the server's identity is not
+    the pinned one) or :class:`ConnectFailed` (anything else, including the timeout).
+    """
+    if not pinned_host_keys(target.host_key):
+        raise HostKeyNotPinned(f"no pinned host key for {target.host}:{target.port}")
+    if not target.host or not target.username:
+        raise ConnectFailed("the stack has no SSH address or user")
+    return await ssh.connect(
+        target,
+        timeout=connect_timeout,
+        encryption_algs=ENCRYPTION_ALGS,
+        # One send per loop pass instead of one per SSH packet (see .transport).
+        tunnel=CoalescingConnector(),
+        # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
+        compression_algs=None,
+        keepalive_interval=KEEPALIVE_INTERVAL,
+        keepalive_count_max=KEEPALIVE_COUNT_MAX,
+    )
+
+
+class BufferedSession(asyncssh.SSHClientSession[bytes]):
+    """Receives a channel's output (a shell's or a forwarded socket's) into one buffer, by callback.
 
     asyncssh calls :meth:`data_received` from its packet handling; the buffer is
     handed out whole by :meth:`Terminal.read`, so many SSH packets become one
@@ -132,32 +163,30 @@ class _ShellSession(asyncssh.SSHClientSession[bytes]):
         self.writer = None
 
 
-class Terminal:
-    """An open shell on the lab.  Create with :meth:`open`; always :meth:`close`.
+class Stream:
+    """A byte stream over one SSH channel with end-to-end flow control; always :meth:`close`.
 
     :meth:`read` and :meth:`write` work on raw bytes; each is meant to be
     driven by one task.  Flow control runs both ways: output stops being
     accepted from the lab while the reader does not take it (see
     :data:`HIGH_WATER`), and :meth:`write` waits while the lab's window is full.
+    Closing the stream closes its SSH connection too (one connection per stream).
     """
 
     def __init__(
         self,
         conn: asyncssh.SSHClientConnection,
         channel: asyncssh.SSHClientChannel[bytes],
-        session: _ShellSession,
-        size: tuple[int, int],
+        session: BufferedSession,
     ) -> None:
         self._conn = conn
         self._channel = channel
         self._session = session
         self._closed = False
-        #: (cols, rows) last requested for the PTY.
-        self.size = size
 
     @property
     def lost(self) -> bool:
-        """Whether output ended because the connection failed rather than the shell ending."""
+        """Whether output ended because the connection failed rather than the remote end closing."""
         return self._session.lost
 
     @property
@@ -169,60 +198,6 @@ class Terminal:
     def paused(self) -> bool:
         """Whether the channel is paused because the reader is behind."""
         return self._session.paused
-
-    @classmethod
-    async def open(
-        cls,
-        target: SSHTarget,
-        *,
-        size: tuple[int, int] | Callable[[], tuple[int, int]] = DEFAULT_SIZE,
-        connect_timeout: float = CONNECT_TIMEOUT,
-    ) -> Terminal:
-        """Connect to ``target`` and start a login shell under a PTY of ``size`` (cols, rows).
-
-        ``size`` may be a callable: it is called when the PTY is requested,
-        after the SSH handshake, so the caller can pass the latest size it knows.
-
-        Raises :class:`HostKeyNotPinned` (no pinned key: nothing was attempted),
-        :class:`HostKeyMismatch` (the server's identity is not the pinned one)
-        or :class:`ConnectFailed` (anything else, including the timeout).
-        """
-        if not pinned_host_keys(target.host_key):
-            raise HostKeyNotPinned(f"no pinned host key for {target.host}:{target.port}")
-        if not target.host or not target.username:
-            raise ConnectFailed("the stack has no SSH address or user")
-        conn = await connect(
-            target,
-            timeout=connect_timeout,
-            encryption_algs=ENCRYPTION_ALGS,
-            # One send per loop pass instead of one per SSH packet (see .transport).
-            tunnel=CoalescingConnector(),
-            # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
-            compression_algs=None,
-            keepalive_interval=KEEPALIVE_INTERVAL,
-            keepalive_count_max=KEEPALIVE_COUNT_MAX,
-        )
-
-        cols, rows = size() if callable(size) else size
-        try:
-            channel, session = await asyncio.wait_for(
-                conn.create_session(
-                    _ShellSession,
-                    # No command: the server starts the user's login shell.
-                    term_type=TERM_TYPE,
-                    term_size=(cols, rows),
-                    encoding=None,  # bytes both ways; the browser decodes UTF-8
-                ),
-                timeout=SESSION_TIMEOUT,
-            )
-        except BaseException as error:
-            conn.close()
-            if isinstance(error, (asyncssh.Error, OSError, TimeoutError)):
-                raise ConnectFailed(
-                    f"{target.host}:{target.port}: could not open a shell: {type(error).__name__}"
-                ) from None
-            raise
-        return cls(conn, channel, session, (cols, rows))
 
     async def read(self) -> bytes:
         """Return all terminal output received so far (waiting for some); ``b""`` once the session is over.
@@ -265,6 +240,70 @@ class Terminal:
         if writer is not None and not self._session.ended:
             await asyncio.shield(writer)  # shared by nobody else, but a cancelled write must not cancel it
 
+    async def close(self) -> None:
+        """Close the channel and the connection; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._channel.close()
+        self._conn.close()
+        with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
+            await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
+
+
+class Terminal(Stream):
+    """An open shell on the lab, under a PTY.  Create with :meth:`open`; always :meth:`close`."""
+
+    def __init__(
+        self,
+        conn: asyncssh.SSHClientConnection,
+        channel: asyncssh.SSHClientChannel[bytes],
+        session: BufferedSession,
+        size: tuple[int, int],
+    ) -> None:
+        super().__init__(conn, channel, session)
+        #: (cols, rows) last requested for the PTY.
+        self.size = size
+
+    @classmethod
+    async def open(
+        cls,
+        target: SSHTarget,
+        *,
+        size: tuple[int, int] | Callable[[], tuple[int, int]] = DEFAULT_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> Terminal:
+        """Connect to ``target`` and start a login shell under a PTY of ``size`` (cols, rows).
+
+        ``size`` may be a callable: it is called when the PTY is requested,
+        after the SSH handshake, so the caller can pass the latest size it knows.
+
+        Raises :class:`HostKeyNotPinned` (no pinned key: nothing was attempted),
+        :class:`HostKeyMismatch` (the server's identity is not the pinned one)
+        or :class:`ConnectFailed` (anything else, including the timeout).
+        """
+        conn = await connect(target, connect_timeout=connect_timeout)
+        cols, rows = size() if callable(size) else size
+        try:
+            channel, session = await asyncio.wait_for(
+                conn.create_session(
+                    BufferedSession,
+                    # No command: the server starts the user's login shell.
+                    term_type=TERM_TYPE,
+                    term_size=(cols, rows),
+                    encoding=None,  # bytes both ways; the browser decodes UTF-8
+                ),
+                timeout=SESSION_TIMEOUT,
+            )
+        except BaseException as error:
+            conn.close()
+            if isinstance(error, (asyncssh.Error, OSError, TimeoutError)):
+                raise ConnectFailed(
+                    f"{target.host}:{target.port}: could not open a shell: {type(error).__name__}"
+                ) from None
+            raise
+        return cls(conn, channel, session, (cols, rows))
+
     def resize(self, cols: int, rows: int) -> None:
         """Tell the remote PTY its new size (the shell gets SIGWINCH)."""
         if self._closed:
@@ -279,13 +318,3 @@ class Terminal:
     def exit_status(self) -> int | None:
         """The shell's exit status once it has ended, else ``None``."""
         return self._channel.get_exit_status()
-
-    async def close(self) -> None:
-        """Close the channel and the connection; safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        self._channel.close()
-        self._conn.close()
-        with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
-            await asyncio.wait_for(self._conn.wait_closed(), timeout=5)

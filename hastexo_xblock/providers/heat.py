@@ -56,6 +56,12 @@ its template must provide these outputs:
     A password for the lab's user, if the template makes one.
 ``ssh_port`` (optional)
     The SSH port, an integer (default 22).
+``vnc``, ``rdp`` (optional)
+    Where the lab's desktop server listens, as the lab's SSH server sees
+    it: ``host:port`` (usually ``127.0.0.1:5901``) or ``unix:/path``.  Passed
+    on in ``ProviderStack.extra`` and recorded as ``Stack.desktop`` for
+    ``vnc``/``rdp`` labs; the gateway reaches it through the lab's SSH.  The
+    ``password`` output is the VNC (or RDP) password the gateway uses.
 ``reboot_on_resume`` (optional, deprecated)
     Accepted for templates written for the original hastexo XBlock and
     passed on in ``ProviderStack.extra["reboot_on_resume"]``; nothing here
@@ -605,6 +611,10 @@ class HeatProvider(Provider):
                 values[key] = output["output_value"]
         if "reboot_on_resume" in values:
             extra["reboot_on_resume"] = _as_bool(values["reboot_on_resume"])
+        for protocol in ("vnc", "rdp"):
+            endpoint = values.get(protocol)
+            if isinstance(endpoint, str) and endpoint.strip():
+                extra[protocol] = endpoint.strip()
         outputs, problem = self._outputs(values, errors)
         if problem and status in states.UP:
             # A template problem, reported where the lifecycle looks: as a failed create.
