@@ -204,7 +204,7 @@ def parse_yaml_field(field: str, text: str) -> Any:
     if not (text or "").strip():
         return YAML_FIELDS[field]()
     try:
-        value = yaml.safe_load(text)
+        value = fields.load_yaml(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

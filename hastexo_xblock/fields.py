@@ -11,7 +11,12 @@ caller adds that (the OLX element, the Studio label).  Which ports a lab
 offers (:func:`offered_ports`, :func:`port_offered`) is decided here too, for
 the block, the lab's ticket and the gateway.
 
-Pure: no XBlock, no Django, no lxml.
+The YAML an author writes (Studio's text boxes, OLX options) is read with
+:func:`load_yaml`: PyYAML's safe loader without aliases and with nesting
+limited, since its composer recurses (``[`` 5,000 deep raised
+``RecursionError``) and aliases can make a small text a huge value.
+
+Pure: PyYAML only; no XBlock, no Django, no lxml.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import yaml
 
 _ = lambda text: text  # noqa: E731 -- marks strings for extraction; translated where shown
 
@@ -309,6 +316,41 @@ def hook_events(raw: Mapping[str, Any]) -> dict[str, bool]:
     if not raw:
         return {}
     return {event: to_bool(raw[event], event) if event in raw else False for event in HOOK_EVENTS}
+
+
+# --- YAML ---------------------------------------------------------------------------------
+
+#: Nesting an author's YAML (or OLX JSON) value may have; the deepest sound one (providers) has 2.
+MAX_DEPTH = 32
+
+
+class _AuthorYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases and nesting deeper than :data:`MAX_DEPTH`."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_yaml(text: str) -> Any:
+    """``text`` as YAML (safe types only), without aliases, nested at most :data:`MAX_DEPTH` deep.
+
+    Raises ``yaml.YAMLError`` (a ``MarkedYAMLError`` with the line and column
+    for the refusals above) for anything else.
+    """
+    return yaml.load(text, Loader=_AuthorYamlLoader)  # noqa: S506 -- a SafeLoader
 
 
 # --- Studio's form -----------------------------------------------------------------------

@@ -242,10 +242,10 @@ def _load_option(element: etree._Element, text: str | None = None, attribute: st
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for json; YAML says so below
         pass
     try:
-        return yaml.safe_load(text)
+        return fields.load_yaml(text)
     except yaml.YAMLError as error:
         problem = " ".join(str(error).split())
         raise OLXError(element, f"not valid JSON or YAML: {problem}", attribute) from None

@@ -91,6 +91,10 @@ CASES = [
     ("submit_studio_edits", b'{"values": {"port": 8080}}'),  # the learner's field, not an author's
     ("submit_studio_edits", b'{"values": {"provider": "x"}}'),  # not in Studio's form
     ("submit_studio_edits", b'{"values": {"display_name": "New", "tests": "[unclosed"}}'),
+    # YAML text whose nesting would recurse PyYAML's composer to a RecursionError, and an alias bomb.
+    ("submit_studio_edits", json.dumps({"values": {"ports": "[" * 5000 + "]" * 5000}}).encode()),
+    ("submit_studio_edits", json.dumps({"values": {"tests": "- " * 5000 + "x"}}).encode()),
+    ("submit_studio_edits", json.dumps({"values": {"ports": "a: &a [1, 2]\nb: [*a, *a, *a]"}}).encode()),
     ("submit_studio_edits", b'{"values": {"display_name": "New", "ports": "- {number: 99999}"}}'),
 ]
 
