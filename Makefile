@@ -11,11 +11,15 @@
 # worker, the database tests again on every database in
 # HASTEXO_TEST_DATABASE_URLS, then the suite under each Open edX release's
 # pins (requirements/platform-*.txt, one venv each: .venv-<release>).
+# The learner view's JavaScript (ES modules in hastexo_xblock/static/js/src,
+# bundled into the committed static/js/hastexo.js) is linted with eslint,
+# checked against a fresh build, and unit-tested with Node's test runner;
+# its pinned dev tools (js/package-lock.json) are installed with `npm ci`.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
+SYSTEM_PACKAGES := nodejs chromium bubblewrap slirp4netns python3-venv libmariadb-dev pkg-config gettext \
 	tigervnc-standalone-server tigervnc-tools twm xterm x11-xkb-utils xfonts-base x11-utils openssh-server
 TUTOR_VENV ?= .venv-tutor
 # Open edX releases whose pins the suite also runs under (requirements/platform-<release>.txt).
@@ -23,10 +27,12 @@ PLATFORM_RELEASES ?= ulmo sumac
 export HASTEXO_TEST_OUTPUT ?= $(CURDIR)/test-output
 export HASTEXO_TUTOR ?= $(CURDIR)/$(TUTOR_VENV)/bin/tutor
 
-.PHONY: test lint test-suite test-local-unprivileged test-databases test-pins venv tutor-venv system-deps demo \
+NODE_MODULES := js/node_modules/.installed
+
+.PHONY: test lint test-js js-deps js-build test-suite test-local-unprivileged test-databases test-pins venv tutor-venv system-deps demo \
 	vendor requirements clean extract_translations compile_translations translations-de gateway-benchmarks gateway-profile
 
-test: system-deps venv tutor-venv lint test-suite test-local-unprivileged test-databases test-pins
+test: system-deps venv tutor-venv lint test-js test-suite test-local-unprivileged test-databases test-pins
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -56,10 +62,27 @@ $(TUTOR_VENV)/.installed: requirements/tutor.txt tutor-contrib-hastexo/pyproject
 
 tutor-venv: $(TUTOR_VENV)/.installed
 
-lint: venv
+lint: venv js-deps
 	$(PY) -m ruff check hastexo_xblock tests scripts tutor-contrib-hastexo
 	$(PY) -m ruff format --check hastexo_xblock tests scripts tutor-contrib-hastexo
-	node --check hastexo_xblock/static/js/hastexo.js 2>/dev/null || ! command -v node >/dev/null
+	js/node_modules/.bin/eslint --max-warnings 0 -c js/eslint.config.mjs hastexo_xblock/static/js/src js
+	node js/build.mjs --check
+
+# The pinned JS dev tools (esbuild, eslint); Node and npm from Debian (SYSTEM_PACKAGES).
+$(NODE_MODULES): js/package.json js/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing (Debian: apt-get install npm; NodeSource's nodejs includes it)"; exit 1; }
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js-deps: $(NODE_MODULES)
+
+# Rebuild the committed bundle static/js/hastexo.js after editing static/js/src.
+js-build: js-deps
+	node js/build.mjs
+
+# The socket reconnect and status polling policies (js/test/*.test.mjs).
+test-js: js-deps
+	node --test js/test/
 
 # --durations: the slowest tests and fixtures in every run's output, so a slow one is seen where it appears.
 PYTEST_REPORT ?= --durations=25
@@ -118,4 +141,4 @@ requirements: venv
 	  ../$(PY) -m piptools compile -q --strip-extras --allow-unsafe --no-emit-index-url -o $$name.txt $$name.in; done
 
 clean:
-	rm -rf $(VENV) $(TUTOR_VENV) $(addprefix .venv-,$(PLATFORM_RELEASES)) var test-output build *.egg-info
+	rm -rf $(VENV) $(TUTOR_VENV) $(addprefix .venv-,$(PLATFORM_RELEASES)) var test-output build *.egg-info js/node_modules

@@ -253,6 +253,13 @@ class HastexoXBlock(
                 "has_tests": bool(self.tests),
                 # Nothing a learner wrote goes here (see check_on_load above).
                 "check_on_load": check_on_load,
+                "protocol": self.stack_protocol,
+                # Desktop labs (vnc, rdp): the vendored clients, imported by the page only when it shows a desktop.
+                "desktop": {
+                    "resize_method": settings["lab_resize_method"],
+                    "novnc_url": self.runtime.local_resource_url(self, "static/vendor/novnc/novnc.js"),
+                    "guacamole_url": self.runtime.local_resource_url(self, "static/vendor/guacamole/guacamole.js"),
+                },
             },
         )
         return frag
@@ -429,7 +436,9 @@ class HastexoXBlock(
 
     @staticmethod
     def workbench_scenarios() -> list[tuple[str, str]]:
-        """The demo scenario "Linux basics" (templates from the ``template_dir`` setting).
+        """The demo scenarios: "Linux basics" (a terminal), "Linux desktop" (VNC) and that desktop read-only.
+
+        Templates come from the ``template_dir`` setting.
 
         The workbench's ``html_demo`` block treats ``$`` as a template
         placeholder, hence ``$$`` for a literal dollar sign.
@@ -483,5 +492,36 @@ class HastexoXBlock(
                   </hastexo>
                 </vertical_demo>
                 """,
-            )
+            ),
+            (
+                "Linux desktop",
+                """
+                <vertical_demo>
+                  <hastexo display_name="Linux desktop" stack_template_path="linux-desktop.yaml"
+                           stack_user_name="learner" stack_protocol="vnc">
+                    <html_demo><div>
+                      <h2>Linux desktop</h2>
+                      <p>A graphical desktop of your own lab starts below, with a terminal window.
+                         Click into the terminal and type, for example <code>ls</code> or
+                         <code>cat welcome.txt</code>. <b>Send keys</b> sends the keys your browser keeps
+                         for itself (such as Ctrl+Alt+Del); <b>Clipboard</b> copies text to and from the lab.</p>
+                    </div></html_demo>
+                  </hastexo>
+                </vertical_demo>
+                """,
+            ),
+            (
+                "Linux desktop, read-only",
+                """
+                <vertical_demo>
+                  <hastexo display_name="Linux desktop, read-only" stack_template_path="linux-desktop.yaml"
+                           stack_user_name="learner" stack_protocol="vnc" read_only="true">
+                    <html_demo><div>
+                      <p>The same desktop as in "Linux desktop", watched only: the picture follows the lab,
+                         but keys, clicks and the clipboard do not reach it (the gateway drops them).</p>
+                    </div></html_demo>
+                  </hastexo>
+                </vertical_demo>
+                """,
+            ),
         ]

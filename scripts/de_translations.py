@@ -168,4 +168,15 @@ DE = {
     "provider %(name)s is not configured here": "Anbieter %(name)s ist hier nicht eingerichtet",
     "This lab cannot start: %(problem)s.": "Dieses Lab kann nicht starten: %(problem)s.",
     "Your last progress check was still running when this course's lab software was upgraded, and its result was lost. Please check your progress again.": "Ihre letzte Fortschrittsprüfung lief noch, als die Lab-Software dieses Kurses aktualisiert wurde, und ihr Ergebnis ist verloren gegangen. Bitte prüfen Sie Ihren Fortschritt erneut.",
+    # desktop labs (the learner's page)
+    "Send keys to the desktop": "Tasten an den Desktop senden",
+    "Send keys…": "Tasten senden …",
+    "Super (Windows key)": "Super (Windows-Taste)",
+    "Clipboard": "Zwischenablage",
+    "Clipboard of your lab: text copied in the lab shows here; paste text here and send it to the lab.": "Zwischenablage Ihres Labs: Im Lab kopierter Text erscheint hier; fügen Sie hier Text ein und senden Sie ihn an das Lab.",
+    "Send to the lab": "An das Lab senden",
+    "Sent to the clipboard of your lab.": "In die Zwischenablage Ihres Labs gesendet.",
+    "Your lab could not be verified, so the connection was refused. Reset the lab or contact support.": "Ihr Lab konnte nicht überprüft werden, daher wurde die Verbindung abgelehnt. Setzen Sie das Lab zurück oder wenden Sie sich an den Support.",
+    "The desktop could not be loaded. Please reload the page.": "Der Desktop konnte nicht geladen werden. Bitte laden Sie die Seite neu.",
+    "This connection to your lab is not available.": "Diese Verbindung zu Ihrem Lab ist nicht verfügbar.",
 }

@@ -31,7 +31,8 @@ PACKAGE = os.path.join(ROOT, "hastexo_xblock")
 LOCALE = os.path.join(PACKAGE, "locale")
 NAMESPACE = "HastexoXBlockI18N"
 LANGUAGES = ("de",)
-IGNORE = ("demo/*", "static/vendor/*", "static/js/translations/*", "settings/*", "tutor/*")
+# The bundle static/js/hastexo.js is built from static/js/src, where the messages are extracted from.
+IGNORE = ("demo/*", "static/vendor/*", "static/js/translations/*", "static/js/hastexo.js", "settings/*", "tutor/*")
 SAFE_PLURAL = re.compile(r"^[n0-9\s()!=<>&|?:%+\-]+$")
 
 

@@ -155,11 +155,33 @@ def test_display_name_is_escaped(sent):
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
 
 
-def test_workbench_scenario_is_linux_basics():
+def test_workbench_scenarios_are_linux_basics_and_the_desktop():
     from hastexo_xblock.block import HastexoXBlock
 
-    [(title, xml)] = HastexoXBlock.workbench_scenarios()
+    [(title, xml), (desktop, desktop_xml), (watched, watched_xml)] = HastexoXBlock.workbench_scenarios()
     assert title == "Linux basics" and "<html_demo>" in xml and 'stack_template_path="linux-basics.yaml"' in xml
+    assert watched == "Linux desktop, read-only"
+    assert desktop == "Linux desktop" and 'stack_protocol="vnc"' in desktop_xml and "read_only" not in desktop_xml
+    assert 'stack_template_path="linux-desktop.yaml"' in watched_xml and 'read_only="true"' in watched_xml
+
+
+def test_the_page_loads_the_desktop_clients_it_may_need_by_url(sent):
+    """The init args name the protocol and the vendored noVNC/Guacamole modules (files the package ships)."""
+    import os
+
+    import hastexo_xblock
+
+    block = make_block(xml=XML.replace("<hastexo ", '<hastexo stack_protocol="vnc" ', 1))
+    args = block.student_view({}).json_init_args
+    assert args["protocol"] == "vnc"
+    assert args["desktop"]["resize_method"] == get_settings()["lab_resize_method"]
+    package = os.path.dirname(hastexo_xblock.__file__)
+    for key, path in (
+        ("novnc_url", "static/vendor/novnc/novnc.js"),
+        ("guacamole_url", "static/vendor/guacamole/guacamole.js"),
+    ):
+        assert args["desktop"][key].endswith(path)
+        assert os.path.getsize(os.path.join(package, path)) > 10_000
 
 
 def test_set_port_can_go_back_to_the_default_and_the_ticket_follows(sent):

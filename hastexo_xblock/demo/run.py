@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.suspend_timeout:
         env["HASTEXO_DEMO_SUSPEND_TIMEOUT"] = str(args.suspend_timeout)
+    if args.lab_resize_method:
+        env["HASTEXO_DEMO_RESIZE_METHOD"] = args.lab_resize_method
     python = sys.executable
     say("migrating the database")
     subprocess.run([python, "-m", "django", "migrate", "--run-syncdb", "-v", "0"], check=True, env=env, cwd=var)
@@ -246,6 +248,11 @@ def main() -> int:
     parser.add_argument("--var", default=os.path.join(PROJECT, "var"), help="state directory (./var)")
     parser.add_argument("--labs", help="where the labs live (var/labs)")
     parser.add_argument("--suspend-timeout", type=int, default=0, help="idle seconds before a lab is suspended")
+    parser.add_argument(
+        "--lab-resize-method",
+        choices=("display-update", "reconnect"),
+        help="what a change of the unit's size does to a desktop (display-update)",
+    )
     parser.add_argument("--no-venv", action="store_true", help="run with this Python (the project installed)")
     args = parser.parse_args()
     if sys.version_info < (3, 11):  # noqa: UP036 -- this script runs on whatever python3 the user has

@@ -69,6 +69,8 @@ XBLOCK_SETTINGS = {
         "suspend_timeout": int(os.environ.get("HASTEXO_DEMO_SUSPEND_TIMEOUT", "120")),
         "suspend_interval": 10,
         "js_timeouts": {"keepalive": 30000, "idle": 600000},
+        # What a change of the unit's size does to a desktop (run.py --lab-resize-method).
+        "lab_resize_method": os.environ.get("HASTEXO_DEMO_RESIZE_METHOD", "display-update"),
     }
 }
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Rebuild the vendored xterm.js files from the pinned package.json /
-# package-lock.json in this directory.
+# Rebuild the vendored browser libraries from the pinned package.json /
+# package-lock.json in this directory: xterm.js and its fit addon (copied, UMD),
+# noVNC and guacamole-common-js (bundled with the pinned esbuild into one ES
+# module each: noVNC is published as ES modules only and uses top-level await,
+# so an IIFE cannot hold it; the learner view imports these on demand).
 #
-# The output (vendor/xterm/* and vendor/VERSIONS.txt) is committed, so that
+# The output (vendor/xterm/*, vendor/novnc/*, vendor/guacamole/* and
+# vendor/VERSIONS.txt) is committed, so that
 # installing the XBlock never needs Node. Only run this script when bumping
 # the pinned versions. It installs into a temporary directory and never
 # creates node_modules inside the repository.
@@ -28,6 +32,7 @@ trap cleanup EXIT
 cp "${here}/package.json" "${here}/package-lock.json" "$work/"
 (
     cd "$work"
+    # esbuild's platform binary comes as an optional dependency, no install script needed.
     npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 )
 
@@ -47,8 +52,8 @@ files=(
     "@xterm/addon-fit/LICENSE:LICENSE.addon-fit"
 )
 
-rm -rf "$out"
-mkdir -p "$out"
+rm -rf "$out" "${here}/novnc" "${here}/guacamole"
+mkdir -p "$out" "${here}/novnc" "${here}/guacamole"
 
 for entry in "${files[@]}"; do
     src="${entry%%:*}"
@@ -82,7 +87,22 @@ for js in "${out}/xterm.js" "${out}/addon-fit.js"; do
     mv "${js}.tmp" "$js"
 done
 
+# noVNC and guacamole-common-js: one ES module each, exporting the library as default
+# (RFB; the Guacamole namespace). Minified, licence comments kept at the end.
+bundle_esm() { # package, output file
+    printf "export { default } from '%s';\n" "$1" > "${work}/entry-${2##*/}"
+    "${nm}/.bin/esbuild" "${work}/entry-${2##*/}" --bundle --format=esm --target=es2022 --minify \
+        --legal-comments=eof --log-level=warning --outfile="$2"
+}
+bundle_esm @novnc/novnc "${here}/novnc/novnc.js"
+cp "${nm}/@novnc/novnc/LICENSE.txt" "${here}/novnc/LICENSE.novnc"
+bundle_esm guacamole-common-js "${here}/guacamole/guacamole.js"
+cp "${nm}/guacamole-common-js/LICENSE" "${here}/guacamole/LICENSE.guacamole-common-js"
+
 xterm_version="$(pkg_version @xterm/xterm)"
+novnc_version="$(pkg_version @novnc/novnc)"
+guacamole_version="$(pkg_version guacamole-common-js)"
+esbuild_version="$(pkg_version esbuild)"
 fit_version="$(pkg_version @xterm/addon-fit)"
 
 {
@@ -90,6 +110,8 @@ fit_version="$(pkg_version @xterm/addon-fit)"
     echo "# Vendored packages (from package-lock.json):"
     echo "@xterm/xterm@${xterm_version}"
     echo "@xterm/addon-fit@${fit_version}"
+    echo "@novnc/novnc@${novnc_version} (bundled with esbuild@${esbuild_version})"
+    echo "guacamole-common-js@${guacamole_version} (bundled with esbuild@${esbuild_version})"
     echo ""
     echo "# sha256 of the upstream JS files as published (before wrapping):"
     printf '%s\n' "$upstream_sums" | sed -e 's#  #  npm:#'
@@ -97,7 +119,9 @@ fit_version="$(pkg_version @xterm/addon-fit)"
     echo "# sha256 of the files in xterm/:"
     (cd "$out" && sha256sum -- xterm.js xterm.css LICENSE.xterm addon-fit.js LICENSE.addon-fit \
         | sed -e 's#  #  xterm/#')
+    (cd "$here" && sha256sum -- novnc/novnc.js novnc/LICENSE.novnc guacamole/guacamole.js \
+        guacamole/LICENSE.guacamole-common-js)
 } > "$versions"
 
-echo "Vendored @xterm/xterm@${xterm_version} and @xterm/addon-fit@${fit_version} into ${out}"
+echo "Vendored @xterm/xterm@${xterm_version}, @xterm/addon-fit@${fit_version}, @novnc/novnc@${novnc_version}, guacamole-common-js@${guacamole_version}"
 cat "$versions"
