@@ -140,7 +140,9 @@ async def run_scripts(
     time for are not started (also ``timed_out``).  Output beyond
     :data:`OUTPUT_LIMIT` per stream is dropped.  Returns one result per
     script.  Raises ``OSError``/``asyncssh.Error``/``TimeoutError`` when the
-    lab cannot be reached or logged in to in time.
+    lab cannot be reached or logged in to in time: the login's failures are
+    ``ssh.SSHError`` (an ``OSError``), :class:`HostKeyMismatch` when the lab
+    is not who it was.
     """
     deadline = time.monotonic() + total_timeout
     command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
