@@ -30,9 +30,9 @@ STUDIO_BODY_LIMIT = 1024 * 1024
 #: Nesting of arrays and objects a body may have (the deepest legitimate one, Studio's, has 4).
 MAX_DEPTH = 32
 
-# Strings, then every character that is not a bracket: what is left measures the nesting.
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+# One pass over the text: a string (to its closing quote, or to the end when it has none: a
+# pattern requiring the quote would rescan from every later quote, quadratic) or a bracket.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)
 
 
 class InputError(Exception):
@@ -47,12 +47,18 @@ class InputError(Exception):
         return Response(json_body={"error": self.message}, status=self.status)
 
 
-def _depth(text: str) -> int:
-    deepest = depth = 0
-    for char in _NOT_BRACKETS.sub("", _STRINGS.sub('""', text)):
-        depth += 1 if char in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+def _too_deep(text: str, limit: int) -> bool:
+    """Whether arrays and objects in ``text`` nest deeper than ``limit`` (brackets in strings do not count)."""
+    depth = 0
+    for token in _TOKENS.finditer(text):
+        char = token.group()
+        if char in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in ("]", "}"):
+            depth -= 1
+    return False
 
 
 def _finite(text: str) -> float:
@@ -79,7 +85,7 @@ def loads(body: bytes, max_bytes: int = LEARNER_BODY_LIMIT, max_depth: int = MAX
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("request body is not UTF-8 text") from None
-    if _depth(text) > max_depth:
+    if _too_deep(text, max_depth):
         raise InputError(f"JSON nested too deep (limit {max_depth})")
     try:
         return json.loads(text, parse_float=_finite, parse_constant=_no_constant)

@@ -7,6 +7,7 @@ every field of the block (in memory and as stored) are as they were.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -173,6 +174,24 @@ def test_depth_limit_is_exact_and_strings_do_not_count():
     with pytest.raises(inputs.InputError):
         inputs.loads(b"[" * (limit + 1) + b"]" * (limit + 1))
     assert inputs.loads(json.dumps({"text": "[[[[" * 1000 + '\\"{{'}).encode()) == {"text": "[[[[" * 1000 + '\\"{{'}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'"' + b'\\"' * (inputs.STUDIO_BODY_LIMIT // 2 - 1),  # a string that never closes, full of quotes
+        b'"' * inputs.STUDIO_BODY_LIMIT,
+        b"[" + b"[]," * (inputs.STUDIO_BODY_LIMIT // 3 - 1) + b"[]]",  # wide, not deep: accepted
+        b'"' + b"[" * (inputs.STUDIO_BODY_LIMIT - 2) + b'"',  # brackets in a string do not count
+    ],
+    ids=["unclosed-escaped-quotes", "quotes", "wide", "brackets-in-a-string"],
+)
+def test_the_depth_scan_is_linear(body):
+    """A scan that rescanned from every quote took minutes on the first of these (1 MiB)."""
+    started = time.perf_counter()
+    with contextlib.suppress(inputs.InputError):
+        inputs.loads(body, max_bytes=inputs.STUDIO_BODY_LIMIT)
+    assert time.perf_counter() - started < 2.0
 
 
 def test_a_large_body_is_refused_quickly():
