@@ -102,7 +102,14 @@ def demo(tmp_path):
             time.sleep(0.3)
     yield {"url": url, "var": labs, "process": process, "output": tmp_path / "demo.out"}
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+        # Ctrl-C: the demo stops what it started (each in a session of its own, which a SIGKILL of
+        # the demo's group would leave running: a web server, gateway, worker, beat and lab hosts per test).
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
     log.close()
     shutil.rmtree(labs, ignore_errors=True)
 
