@@ -84,8 +84,11 @@ js-build: js-deps
 test-js: js-deps
 	node --test js/test/
 
+# --durations: the slowest tests and fixtures in every run's output, so a slow one is seen where it appears.
+PYTEST_REPORT ?= --durations=25
+
 test-suite: venv tutor-venv
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_REPORT)
 
 # The local provider isolates labs differently for a root worker (a user per
 # lab, cgroups, home images) and for an unprivileged one: as root, run its
@@ -96,7 +99,7 @@ test-local-unprivileged:
 test-databases: venv
 	@set -e; for url in $$HASTEXO_TEST_DATABASE_URLS; do \
 	  echo "== database tests on $${url%%:*}"; \
-	  HASTEXO_TEST_DATABASE_URL=$$url $(PY) -m pytest -m db --create-db -q; \
+	  HASTEXO_TEST_DATABASE_URL=$$url $(PY) -m pytest -m db --create-db -q $(PYTEST_REPORT); \
 	done
 
 # The suite under each release's pins; the browser and real-Heat journeys run once, above.

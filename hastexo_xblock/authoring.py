@@ -1,9 +1,9 @@
 """Studio authoring: check an author's field values before they are saved; helpers for the author view.
 
-Pure: imports PyYAML and :mod:`olx`, never XBlock.  Ports, providers and hook
-events are checked with the OLX import rules (:func:`olx.port`,
-:func:`olx.provider`), so whatever Studio accepts also exports and imports.
-Every message starts with the field's Studio label (:data:`FIELD_LABELS`).
+Pure: imports PyYAML and :mod:`fields`, never XBlock.  Values are checked with
+the rules an OLX import uses (:func:`fields.port`, :func:`fields.provider`,
+…), so whatever Studio accepts also exports and imports.  Every message
+starts with the field's Studio label (:data:`FIELD_LABELS`, from :mod:`fields`).
 """
 
 from __future__ import annotations
@@ -14,32 +14,18 @@ from typing import Any
 
 import yaml
 
-from . import olx
+from . import fields
 
 CHILD_BLOCK_TYPES: tuple[str, ...] = ("html", "video", "pdf", "markdown")
 
-FIELD_LABELS: dict[str, str] = {
-    "display_name": "Display name",
-    "weight": "Weight",
-    "stack_user_name": "Lab user name",
-    "stack_protocol": "Protocol",
-    "stack_template_path": "Template path",
-    "launch_timeout": "Launch timeout",
-    "suspend_timeout": "Suspend timeout",
-    "delete_age": "Delete age",
-    "stack_key_type": "Key type",
-    "ports": "Ports",
-    "providers": "Providers",
-    "provider": "Provider (deprecated)",
-    "tests": "Tests",
-    "hook_script": "Hook script",
-    "hook_events": "Hook events",
-    "enable_fullscreen": "Full screen",
+#: Studio's label of each field, in the form's order (the order problems are reported in).
+FIELD_LABELS: dict[str, str] = {spec.name: spec.label for spec in fields.FIELDS}
+#: Fields Studio edits as YAML text, and their empty value's type.
+YAML_FIELDS: dict[str, type] = {
+    spec.name: list if spec.kind == "list" else dict for spec in fields.FIELDS if spec.structured
 }
-# Fields Studio edits as YAML text, and their empty value's type.
-YAML_FIELDS: dict[str, type] = {"ports": list, "providers": list, "tests": list, "hook_events": dict}
-# Non-empty defaults of fields validate() reads (a missing key counts as its default, other fields as empty).
-DEFAULTS: dict[str, Any] = {"weight": 1, "stack_protocol": "ssh", "stack_key_type": "", "enable_fullscreen": "inherit"}
+#: What a missing key counts as in :func:`validate`.
+DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in fields.FIELDS}
 
 
 @dataclass(frozen=True)
@@ -88,30 +74,30 @@ def validate(values: Mapping[str, Any], known_providers: Collection[str] | None 
 
     weight = get("weight")
     try:
-        if olx._float(None, weight) < 0:
+        if fields.to_float(weight) < 0:
             problem("weight", f"must be 0 or more, got {weight!r}")
-    except olx.OLXError as error:
+    except fields.FieldValueError as error:
         problem("weight", error.problem)
 
     providers = _check_providers(get("providers"), known_providers, problem)
     single = _text(get("provider"))  # the original's provider attribute: used when there is no list
-    if single and not get("providers") and known_providers is not None and single not in known_providers:
-        configured = ", ".join(sorted(known_providers)) or "none"
-        problem("provider", f"provider {single} is not configured here (configured: {configured})")
+    unknown_single = fields.known_provider_problem(single, known_providers) if single else None
+    if unknown_single and not get("providers"):
+        problem("provider", unknown_single)
     if not _text(get("stack_template_path")) and not (providers and all(_text(p.get("template")) for p in providers)):
         problem("stack_template_path", "a lab needs a template (or every provider entry needs its own template)")
     if not _text(get("stack_user_name")):
         problem("stack_user_name", "a lab needs the user name to log in as over SSH (terminal, checks and hooks)")
-    for field in ("launch_timeout", "suspend_timeout", "delete_age"):
+    for field in (spec.name for spec in fields.FIELDS if spec.kind == "int"):  # seconds, all of them
         value = get(field)
         if value is None or value == "":
             continue
         try:
-            if olx._int(None, value) <= 0:
+            if fields.to_int(value) <= 0:
                 problem(field, f"must be a positive number of seconds, or empty to use the setting, got {value!r}")
-        except olx.OLXError as error:
+        except fields.FieldValueError as error:
             problem(field, f"{error.problem} (seconds, or empty to use the setting)")
-    for field, choices in olx.CHOICE_FIELDS.items():
+    for field, choices in fields.CHOICES.items():
         value = get(field)
         if not isinstance(value, str) or value not in choices:
             problem(field, f"expected one of {', '.join(c or '(empty)' for c in choices)}, got {value!r}")
@@ -140,7 +126,7 @@ def _entries(field: str, value: Any, report: Report, kind: type = Mapping) -> li
     return [(number, item) for number, item in enumerate(value, 1) if isinstance(item, kind)]
 
 
-def _olx_problem(field: str, number: int, error: olx.OLXError, report: Report) -> None:
+def _item_problem(field: str, number: int, error: fields.FieldValueError, report: Report) -> None:
     where = f", item {number}" + (f", {error.attribute}" if error.attribute else "")
     report(field, error.problem, where)
 
@@ -152,9 +138,9 @@ def _check_ports(value: Any, report: Report) -> None:
         if not isinstance(name, str) or not name.strip():
             report("ports", f"a port needs a name to show the learner, got {name!r}", f", item {number}")
         try:
-            port = olx.port(None, item)["number"]
-        except olx.OLXError as error:
-            _olx_problem("ports", number, error, report)
+            port = fields.port(item)["number"]
+        except fields.FieldValueError as error:
+            _item_problem("ports", number, error, report)
             continue
         if port in seen:
             report("ports", f"port number {port} is already used by item {seen[port]}", f", item {number}")
@@ -170,17 +156,14 @@ def _check_providers(
     sound = value is None or (isinstance(value, list | tuple) and len(entries) == len(value))
     for number, item in entries:
         try:
-            name = olx.provider(None, item)["name"]
-        except olx.OLXError as error:
-            _olx_problem("providers", number, error, report)
+            name = fields.provider(item)["name"]
+        except fields.FieldValueError as error:
+            _item_problem("providers", number, error, report)
             sound = False
             continue
-        if known_providers is not None and name not in known_providers:
-            # Not malformed (a course imports with it), but no lab can start on it here.
-            configured = ", ".join(sorted(known_providers)) or "none"
-            report(
-                "providers", f"provider {name} is not configured here (configured: {configured})", f", item {number}"
-            )
+        unknown = fields.known_provider_problem(name, known_providers)
+        if unknown:  # not malformed (a course imports with it), but no lab can start on it here
+            report("providers", unknown, f", item {number}")
         if name in seen:
             report("providers", f"provider {name!r} is already listed as item {seen[name]}", f", item {number}")
         seen.setdefault(name, number)
@@ -200,11 +183,11 @@ def _check_hooks(events: Any, script: Any, report: Report) -> None:
         report("hook_events", f"expected a mapping of events to true/false, got {events!r}")
         return
     for key, on in events.items():
-        if key not in olx.HOOK_EVENTS:
-            report("hook_events", f"unknown event {key!r} (events: {', '.join(olx.HOOK_EVENTS)})")
+        if key not in fields.HOOK_EVENTS:
+            report("hook_events", f"unknown event {key!r} (events: {', '.join(fields.HOOK_EVENTS)})")
         elif not isinstance(on, bool):
             report("hook_events", f"expected true or false, got {on!r}", f", {key}")
-    named = [key for key in olx.HOOK_EVENTS if events.get(key) is True]
+    named = [key for key in fields.HOOK_EVENTS if events.get(key) is True]
     if named and not _text(script):
         report("hook_script", f"the {_label('hook_events')} setting names events ({', '.join(named)}) but no script")
 
@@ -221,7 +204,7 @@ def parse_yaml_field(field: str, text: str) -> Any:
     if not (text or "").strip():
         return YAML_FIELDS[field]()
     try:
-        value = yaml.safe_load(text)
+        value = fields.load_yaml(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -232,6 +215,76 @@ def parse_yaml_field(field: str, text: str) -> Any:
     except yaml.YAMLError as error:
         raise AuthoringError(field, f"{_label(field)}: not valid YAML: {' '.join(str(error).split())}") from None
     return YAML_FIELDS[field]() if value is None else value
+
+
+class StudioEditsRefused(ValueError):
+    """Studio's Save cannot be read; ``messages`` says what is wrong, one text per problem."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+def read_studio_edits(data: Any) -> tuple[dict[str, Any], list[str]]:
+    """Studio's Save body ``{values: {field: value}, defaults: [field]}``, checked: ``(values, defaults)``.
+
+    ``values`` hold the fields Studio edits (:data:`fields.STUDIO_FIELDS`),
+    each of its type (:func:`fields.from_studio`), the YAML-edited ones
+    parsed from their text; ``defaults`` names the fields to reset.  Raises
+    :class:`StudioEditsRefused` with every problem found (a body that is not
+    such an object, an unknown key or field, a value of the wrong type, YAML
+    that does not parse or is not a list/mapping).  The rules between fields
+    are :func:`validate`'s, run on the result by the block.
+    """
+    if not isinstance(data, dict):
+        raise StudioEditsRefused([f"the request body must be a JSON object, got {type(data).__name__}"])
+    unknown = sorted(str(key) for key in data if key not in ("values", "defaults"))
+    values, defaults = data.get("values", {}), data.get("defaults", [])
+    if unknown or not isinstance(values, dict) or not isinstance(defaults, list):
+        raise StudioEditsRefused(["the request body must be {values: {field: value}, defaults: [field]}"])
+    problems: list[str] = []
+    read: dict[str, Any] = {}
+    for name, value in values.items():
+        try:
+            value = fields.from_studio(name, value)
+            if name in YAML_FIELDS and isinstance(value, str):
+                value = parse_yaml_field(name, value)
+        except fields.FieldValueError as error:
+            problems.append(f"{_label(name)}: {error.problem}")
+            continue
+        except AuthoringError as error:
+            problems.append(error.message)
+            continue
+        if name in YAML_FIELDS and not isinstance(value, YAML_FIELDS[name]):
+            wanted = "a list" if YAML_FIELDS[name] is list else "a mapping"
+            problems.append(f"{_label(name)}: expected {wanted}, got {value!r}"[:300])
+            continue
+        read[name] = value
+    for name in defaults:
+        if name not in fields.STUDIO_FIELDS:
+            problems.append(f"{name!r} is not a field Studio edits"[:200])
+    if problems:
+        raise StudioEditsRefused(problems)
+    return read, list(defaults)
+
+
+class _StudioYamlDumper(yaml.SafeDumper):
+    """Writes multi-line strings (test scripts) as literal ``|`` blocks, as an author would."""
+
+
+_StudioYamlDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text.strip("\n") or text.endswith("\n") else None
+    ),
+)
+
+
+def yaml_text(value: Any) -> str:
+    """A list or mapping as the YAML text Studio shows (empty text for an empty value)."""
+    if not value:
+        return ""
+    return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def _loads(load_class: Callable[[str], Any], name: str) -> bool:
@@ -261,7 +314,7 @@ def summary(values: Mapping[str, Any]) -> list[tuple[str, str]]:
     ports = [f"{p.get('name') or '?'} ({p.get('number')})" for p in entries("ports")]
     tests = values.get("tests")
     events = values.get("hook_events")
-    named = [key for key in olx.HOOK_EVENTS if isinstance(events, Mapping) and events.get(key) is True]
+    named = [key for key in fields.HOOK_EVENTS if isinstance(events, Mapping) and events.get(key) is True]
     return [
         (_label("stack_template_path"), str(values.get("stack_template_path") or "(none)")),
         (_label("stack_protocol"), str(values.get("stack_protocol") or "ssh")),

@@ -10,7 +10,6 @@ import logging
 import os
 from typing import Any
 
-import yaml
 from django.utils import translation
 from web_fragments.fragment import Fragment
 from webob import Response
@@ -20,43 +19,19 @@ from xblock.fields import Boolean, Dict, Float, Integer, List, Scope, String
 from xblock.scorable import ScorableXBlockMixin, Score
 from xblock.utils.resources import ResourceLoader
 from xblock.utils.settings import XBlockWithSettingsMixin
-from xblock.utils.studio_editable import (
-    NestedXBlockSpec,
-    StudioContainerWithNestedXBlocksMixin,
-    StudioEditableXBlockMixin,
-)
-from xblock.validation import ValidationMessage
+from xblock.utils.studio_editable import StudioContainerWithNestedXBlocksMixin, StudioEditableXBlockMixin
 
-from . import authoring, checks, compat, labs, olx, xml_attributes
+from . import checks, compat, fields, inputs, labs, olx, xml_attributes
 from .conf import get_settings
-from .gateway import tickets
 from .legacy import state as original_state
 from .legacy.block_handlers import OriginalHandlersMixin
+from .studio_views import StudioMixin
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _ = lambda text: text  # noqa: E731 -- marks field strings for extraction; translated at display
-
-
-class _StudioYamlDumper(yaml.SafeDumper):
-    """Writes multi-line strings (test scripts) as literal ``|`` blocks, as an author would."""
-
-
-_StudioYamlDumper.add_representer(
-    str,
-    lambda dumper, text: dumper.represent_scalar(
-        "tag:yaml.org,2002:str", text, style="|" if "\n" in text.strip("\n") or text.endswith("\n") else None
-    ),
-)
-
-
-def _yaml_text(value: Any) -> str:
-    """A list or mapping as the YAML text Studio shows (empty text for an empty value)."""
-    if not value:
-        return ""
-    return yaml.dump(value, Dumper=_StudioYamlDumper, default_flow_style=False, sort_keys=False, allow_unicode=True)
 
 
 def translation_candidates(language: str | None) -> list[str]:
@@ -71,8 +46,22 @@ def _json_error(message: str, status: int) -> Response:
     return Response(json_body={"error": message}, status=status)
 
 
-# Studio's "Add New Component" buttons inside the block: category → button label.
-_CHILD_LABELS = {"html": _("Text"), "video": _("Video"), "pdf": _("PDF"), "markdown": _("Markdown")}
+_FIELD_CLASSES = {"text": String, "choice": String, "int": Integer, "float": Float, "bool": Boolean, "list": List}
+
+
+def _author_field(name: str):
+    """The XBlock field of author field ``name``, built from its one definition in ``fields.py``."""
+    spec = fields.BY_NAME[name]
+    options = {"values": list(spec.choices)} if spec.choices else {}
+    return _FIELD_CLASSES.get(spec.kind, Dict)(
+        display_name=spec.label,
+        default=spec.default,
+        scope=Scope.content if spec.content else Scope.settings,
+        help=spec.help,
+        **options,
+    )
+
+
 _NOT_IN_STUDIO = _("Labs do not run in Studio. Preview the unit in the LMS to try the lab.")
 
 
@@ -82,6 +71,7 @@ _NOT_IN_STUDIO = _("Labs do not run in Studio. Preview the unit in the LMS to tr
 @XBlock.wants("mako")  # Studio's container page renders the children through it
 class HastexoXBlock(
     OriginalHandlersMixin,
+    StudioMixin,
     ScorableXBlockMixin,
     XBlockWithSettingsMixin,
     StudioContainerWithNestedXBlocksMixin,
@@ -104,128 +94,29 @@ class HastexoXBlock(
     public_dir = "static"
     resources_dir = ""
 
-    display_name = String(
-        display_name=_("Display name"), default=_("Lab"), scope=Scope.settings, help=_("Title of the lab unit")
-    )
-    weight = Float(
-        display_name=_("Weight"),
-        default=1,
-        scope=Scope.settings,
-        help=_(
-            "Points this lab is worth: a learner earns the share of tests passed (a lab without tests is not graded)"
-        ),
-    )
-    stack_user_name = String(
-        display_name=_("Lab user name"), default="", scope=Scope.settings, help=_("User name to log in to the lab as")
-    )
-    stack_protocol = String(
-        display_name=_("Protocol"),
-        default="ssh",
-        scope=Scope.settings,
-        values=["ssh", "rdp", "vnc"],
-        help=_("How the learner reaches the lab"),
-    )
-    stack_template_path = String(
-        display_name=_("Template path"),
-        default="",
-        scope=Scope.settings,
-        help=_("Template file in the course's files (Files & Uploads)"),
-    )
-    launch_timeout = Integer(
-        display_name=_("Launch timeout"),
-        default=None,
-        scope=Scope.settings,
-        help=_("Seconds a launch may take (empty: the platform's setting)"),
-    )
-    suspend_timeout = Integer(
-        display_name=_("Suspend timeout"),
-        default=None,
-        scope=Scope.settings,
-        help=_("Idle seconds before the lab is suspended (empty: the platform's setting)"),
-    )
-    stack_key_type = String(
-        display_name=_("Key type"),
-        default="",
-        scope=Scope.settings,
-        values=["", "rsa", "ed25519"],
-        help=_("Key pair the worker makes for the lab ('' if the template makes its own)"),
-    )
-    delete_age = Integer(
-        display_name=_("Delete age"),
-        default=None,
-        scope=Scope.settings,
-        help=_("Seconds a suspended lab is kept before deletion (empty: the platform's setting)"),
-    )
-    read_only = Boolean(
-        display_name=_("Read-only"), default=False, scope=Scope.settings, help=_("Show the lab without accepting input")
-    )
-    hidden = Boolean(
-        display_name=_("Hidden"),
-        default=False,
-        scope=Scope.settings,
-        help=_("Launch the lab in the background without showing it"),
-    )
-    ports = List(
-        display_name=_("Ports"),
-        default=[],
-        scope=Scope.settings,
-        help=_("YAML list of ports the learner may choose, e.g. - {name: Desktop, number: 5901}"),
-    )
-    providers = List(
-        display_name=_("Providers"),
-        default=[],
-        scope=Scope.settings,
-        help=_("YAML list, in order: - {name: NAME, capacity: N, template: PATH, environment: PATH}"),
-    )
-    provider = String(
-        display_name=_("Provider (deprecated)"),
-        default="",
-        scope=Scope.settings,
-        help=_("The original's single provider name; used only when Providers is empty"),
-    )
-    tests = List(
-        display_name=_("Tests"),
-        default=[],
-        scope=Scope.content,
-        help=_("YAML list of scripts run on the lab by Check Progress; exit 0 passes, standard error is the hint"),
-    )
-    hook_script = String(
-        display_name=_("Hook script"),
-        default="",
-        scope=Scope.settings,
-        help=_("Script in the course's files run on the lab with the event as argument"),
-    )
-    hook_events = Dict(
-        display_name=_("Hook events"),
-        default={},
-        scope=Scope.settings,
-        help=_("YAML mapping of events the hook runs on, e.g. {suspend: true, resume: true, delete: false}"),
-    )
-    progress_check_label = String(
-        display_name=_("Check button label"), default=_("Check Progress"), scope=Scope.settings
-    )
-    show_feedback = Boolean(
-        display_name=_("Show feedback"),
-        default=True,
-        scope=Scope.settings,
-        help=_("Tell the learner how many tasks they completed"),
-    )
-    show_hints_on_error = Boolean(
-        display_name=_("Show hints"),
-        default=True,
-        scope=Scope.settings,
-        help=_("Show the failing tests' hints"),
-    )
-    progress_check_result_heading = String(
-        display_name=_("Result heading"), default=_("Progress check result"), scope=Scope.settings
-    )
-    enable_fullscreen = String(
-        display_name=_("Full screen"),
-        default="inherit",
-        scope=Scope.settings,
-        values=["true", "false", "inherit"],
-        help=_("Offer a full-window view of the lab ('inherit' follows the platform's setting)"),
-    )
+    # The author fields, as fields.py defines them (type, default, label, help, choices).
+    display_name = _author_field("display_name")
+    weight = _author_field("weight")
+    stack_user_name = _author_field("stack_user_name")
+    stack_protocol = _author_field("stack_protocol")
+    stack_template_path = _author_field("stack_template_path")
+    launch_timeout = _author_field("launch_timeout")
+    suspend_timeout = _author_field("suspend_timeout")
+    stack_key_type = _author_field("stack_key_type")
+    delete_age = _author_field("delete_age")
+    read_only = _author_field("read_only")
+    hidden = _author_field("hidden")
+    ports = _author_field("ports")
+    providers = _author_field("providers")
+    provider = _author_field("provider")
+    tests = _author_field("tests")
+    hook_script = _author_field("hook_script")
+    hook_events = _author_field("hook_events")
+    progress_check_label = _author_field("progress_check_label")
+    show_feedback = _author_field("show_feedback")
+    show_hints_on_error = _author_field("show_hints_on_error")
+    progress_check_result_heading = _author_field("progress_check_result_heading")
+    enable_fullscreen = _author_field("enable_fullscreen")
 
     # Attributes of the OLX that are not this block's and not the platform's: kept for export (xml_attributes.py).
     unknown_attributes = Dict(default={}, scope=Scope.settings, help=_("OLX attributes kept as they came"))
@@ -238,29 +129,7 @@ class HastexoXBlock(
     )
     score = Dict(default={}, scope=Scope.user_state, help=_("Raw score of the latest check: earned, possible"))
 
-    editable_fields = (
-        "display_name",
-        "weight",
-        "stack_template_path",
-        "stack_user_name",
-        "stack_protocol",
-        "stack_key_type",
-        "providers",
-        "ports",
-        "tests",
-        "hook_script",
-        "hook_events",
-        "launch_timeout",
-        "suspend_timeout",
-        "delete_age",
-        "read_only",
-        "hidden",
-        "enable_fullscreen",
-        "progress_check_label",
-        "show_feedback",
-        "show_hints_on_error",
-        "progress_check_result_heading",
-    )
+    editable_fields = fields.STUDIO_FIELDS
 
     # --- helpers ---------------------------------------------------------------
 
@@ -328,10 +197,15 @@ class HastexoXBlock(
         settings = get_settings()
         # The page of launch_new_window: the lab alone, as in the original's full-window view.
         window = bool((context or {}).get("hastexo_window"))
-        last_check = None
+        check_on_load = False
         if self.tests and self.check_id and not window:
-            # Record a check that finished after the learner left the page.
-            last_check = self._latest_check_view()
+            # Record a check that finished after the learner left the page.  Its hints are the learner's
+            # own scripts' output: the page fetches them from check_status (JSON, shown as text), they
+            # are never put into the init args, which the runtime writes into a <script> unescaped.
+            # The original's interrupted check is reported once, by that check_status call.
+            check_on_load = (
+                original_state.is_original_check(self.check_id) or self._latest_check_view()["status"] != "none"
+            )
         frag = Fragment()
         children_html = []
         for child_id in [] if window else self.children:
@@ -351,7 +225,7 @@ class HastexoXBlock(
                     "progress_check_label": self._text(self.progress_check_label),
                     "show_check": bool(self.tests) and not window,
                     "progress_check_result_heading": self._text(self.progress_check_result_heading),
-                    "ports": [p for p in self.ports if isinstance(p, dict) and "number" in p],
+                    "ports": fields.offered_entries(self.ports),
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
             )
@@ -378,7 +252,8 @@ class HastexoXBlock(
                 "port": self.port,
                 "enable_fullscreen": self._fullscreen(),
                 "has_tests": bool(self.tests),
-                "last_check": last_check,
+                # Nothing a learner wrote goes here (see check_on_load above).
+                "check_on_load": check_on_load,
                 "protocol": self.stack_protocol,
                 # Desktop labs (vnc, rdp): the vendored clients, imported by the page only when it shows a desktop.
                 "desktop": {
@@ -392,38 +267,38 @@ class HastexoXBlock(
 
     # --- handlers --------------------------------------------------------------
 
-    @XBlock.json_handler
-    def get_user_stack_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """``{initialize, reset}`` → ``{status, error_msg, name, up, pending, phase, progress, …}``."""
+    # Every JSON handler reads its body with inputs.json_handler: bounded in size and depth, and typed.
+
+    @XBlock.handler
+    @inputs.json_handler()
+    def get_user_stack_status(self, data: Any, suffix: str = "") -> dict[str, Any]:
+        """``{initialize?, reset?}`` (JSON booleans) → ``{status, error_msg, name, up, pending, phase, …}``."""
+        flags = inputs.fields_of(data, {"initialize": inputs.boolean, "reset": inputs.boolean})
         self._refuse_in_studio()
-        data = data if isinstance(data, dict) else {}
         return labs.status(
-            self._stack(), self._spec(), initialize=bool(data.get("initialize")), reset=bool(data.get("reset"))
+            self._stack(), self._spec(), initialize=flags.get("initialize", False), reset=flags.get("reset", False)
         )
 
-    @XBlock.json_handler
-    def keepalive(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """Keep the learner's lab from being suspended while the unit is open."""
+    @XBlock.handler
+    @inputs.json_handler()
+    def keepalive(self, data: Any, suffix: str = "") -> dict[str, Any]:
+        """``{}``: keep the learner's lab from being suspended while the unit is open."""
+        inputs.fields_of(data, {})
         self._refuse_in_studio()
         labs.keepalive(self._stack())
         return {}
 
-    @XBlock.json_handler
-    def set_port(self, data: dict[str, Any], suffix: str = ""):
+    @XBlock.handler
+    @inputs.json_handler()
+    def set_port(self, data: Any, suffix: str = ""):
         """``{port}`` → ``{port}``: select one of the configured ports (``null``: the lab's default).
 
         The choice is remembered for the learner and on their stack; the
         next ticket (the page reconnects at once) carries it.
         """
-        raw = data.get("port") if isinstance(data, dict) else None
-        port = None
-        if raw is not None and raw != "":
-            try:
-                port = int(raw)
-            except (TypeError, ValueError):
-                return _json_error("port must be a number", 400)
-            if port not in tickets.offered_ports(list(self.ports)):
-                return _json_error("port is not one of the lab's ports", 400)
+        port = inputs.fields_of(data, {"port": inputs.optional_port}, required=("port",))["port"]
+        if not fields.port_offered(port, list(self.ports)):
+            return _json_error("port is not one of the lab's ports", 400)
         self.port = port
         labs.set_port(self._stack(), port)
         return {"port": port}
@@ -448,9 +323,11 @@ class HastexoXBlock(
             return _json_error(str(error), 409)
         return Response(json_body={"url": url}, headerlist=[("Cache-Control", "no-store")])
 
-    @XBlock.json_handler
-    def check_progress(self, data: dict[str, Any], suffix: str = ""):
-        """Start a progress check (or return the one running): the :meth:`get_check_status` JSON."""
+    @XBlock.handler
+    @inputs.json_handler()
+    def check_progress(self, data: Any, suffix: str = ""):
+        """``{}``: start a progress check (or return the one running): the :meth:`check_status` JSON."""
+        inputs.fields_of(data, {})
         self._refuse_in_studio()
         try:
             check = checks.start(self._stack(), self._block_id(), list(self.tests))
@@ -459,12 +336,14 @@ class HastexoXBlock(
         self.check_id = check.pk
         return self._check_view(check)
 
-    @XBlock.json_handler
-    def check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """The learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (see ``checks.view``).
+    @XBlock.handler
+    @inputs.json_handler()
+    def check_status(self, data: Any, suffix: str = "") -> dict[str, Any]:
+        """``{}``: the learner's latest check: ``{status, message, pass, total, hints, error_msg}`` (``checks.view``).
 
         A finished check's score is stored and published here, once.
         """
+        inputs.fields_of(data, {})
         return self._latest_check_view()
 
     # --- scoring -----------------------------------------------------------------
@@ -522,101 +401,6 @@ class HastexoXBlock(
         """The latest recorded check's result (rescoring does not run the tests again)."""
         return self.get_score()
 
-    # --- Studio ------------------------------------------------------------------
-
-    def _make_field_info(self, field_name: str, field) -> dict[str, Any]:
-        """Studio's form entry for a field; lists and mappings are edited as YAML text."""
-        info = super()._make_field_info(field_name, field)
-        if field_name in authoring.YAML_FIELDS:
-            info["type"] = "text"
-            info["value"] = _yaml_text(field.read_from(self))
-            info["default"] = _yaml_text(field.default)
-        return info
-
-    @XBlock.json_handler
-    def submit_studio_edits(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """Studio's Save: read the YAML-edited fields, then validate and save (``validate_field_data``).
-
-        A YAML syntax error is refused (400) with its line and column; nothing is saved.
-        """
-        values = dict(data.get("values") or {}) if isinstance(data, dict) else {}
-        problems = []
-        for name in authoring.YAML_FIELDS:
-            if isinstance(values.get(name), str):
-                try:
-                    values[name] = authoring.parse_yaml_field(name, values[name])
-                except authoring.AuthoringError as error:
-                    problems.append(error.message)
-        if problems:
-            raise JsonHandlerError(400, {"messages": [{"type": "error", "text": text} for text in problems]})
-        save = StudioEditableXBlockMixin.submit_studio_edits.__wrapped__  # the mixin's handler body
-        return save(self, {**data, "values": values}, suffix)
-
-    def validate_field_data(self, validation, data) -> None:
-        """Check the values about to be saved (``data``); each problem names the field and what is wrong."""
-        values = {name: getattr(data, name) for name in olx.FIELD_NAMES}
-        for problem in authoring.validate(values, known_providers=list(get_settings()["providers"])):
-            validation.add(ValidationMessage(ValidationMessage.ERROR, problem.message))
-
-    @property
-    def allowed_nested_blocks(self) -> list[NestedXBlockSpec]:
-        """Block types authors can add as the lab's instructions: html, and video/pdf/markdown when installed."""
-        return [
-            NestedXBlockSpec(None, category=name, label=self._text(_CHILD_LABELS[name]))
-            for name in authoring.installed_child_types(XBlock.load_class)
-        ]
-
-    def _summary_fragment(self, context: dict, children: list[dict[str, str]] | None) -> Fragment:
-        """The lab's settings at a glance and its problems; with ``children``, a preview of each child."""
-        values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
-        problems = authoring.validate(values, known_providers=list(get_settings()["providers"]))
-        frag = Fragment()
-        frag.add_content(
-            loader.render_django_template(
-                "templates/hastexo_author.html",
-                {
-                    "display_name": self.display_name,
-                    "summary": authoring.summary(values),
-                    "problems": [problem.message for problem in problems],
-                    "show_children": children is not None,
-                    "children": children or [],
-                    "supported_types": ", ".join(spec.label for spec in self.allowed_nested_blocks),
-                },
-                i18n_service=self.runtime.service(self, "i18n"),
-            )
-        )
-        frag.add_css_url(self.runtime.local_resource_url(self, "static/css/hastexo-author.css"))
-        return frag
-
-    def author_preview_view(self, context: dict | None = None) -> Fragment:
-        """Studio's unit page: the lab's settings at a glance, problems first, then the instructions."""
-        context = context or {}
-        children, resources = [], []
-        for child_id in self.children:
-            child = self.runtime.get_block(child_id)
-            child_frag = self._render_child_fragment(child, context, "preview_view")
-            resources.append(child_frag)
-            children.append({"type_label": child.scope_ids.block_type, "html": child_frag.content})
-        frag = self._summary_fragment(context, children)
-        for child_frag in resources:
-            frag.add_fragment_resources(child_frag)
-        return frag
-
-    def author_edit_view(self, context: dict | None = None) -> Fragment:
-        """Studio's page of the block itself: the settings, then the children with Studio's controls.
-
-        The children come wrapped by Studio (``render_children``: edit,
-        duplicate, move, delete, drag to reorder), followed by the buttons that
-        add an html, video, pdf or markdown child.
-        """
-        context = context or {}
-        frag = self._summary_fragment(context, None)
-        children = super().author_edit_view(context)
-        frag.add_fragment_resources(children)
-        frag.add_content(children.content)
-        frag.initialize_js(children.js_init_fn, children.json_init_args)  # the mixin's "add" buttons
-        return frag
-
     # --- OLX -------------------------------------------------------------------------
 
     @classmethod
@@ -633,7 +417,7 @@ class HastexoXBlock(
         block = runtime.construct_xblock_from_class(cls, keys)
         for name, value in parsed.fields.items():
             setattr(block, name, value)
-        xml_attributes.apply(block, parsed.unknown_attributes, olx.FIELD_NAMES, olx.describe(node))
+        xml_attributes.apply(block, parsed.unknown_attributes, fields.NAMES, olx.describe(node))
         for warning in parsed.warnings:
             log.warning("%s (imported anyway: Studio's validation and the lab's launch report it)", warning)
         for child in parsed.children:
@@ -642,10 +426,10 @@ class HastexoXBlock(
 
     def add_xml_to_node(self, node) -> None:
         """Export as ``<hastexo>`` with every field written (see ``olx.export_into``), then the child blocks."""
-        values = {name: getattr(self, name) for name in olx.FIELD_NAMES}
+        values = {name: getattr(self, name) for name in fields.NAMES}
         tag = self.scope_ids.block_type if self.scope_ids.block_type in olx.TAGS else olx.TAG
         olx.export_into(node, values, extra_attributes={"xblock-family": self.entry_point}, tag=tag)
-        xml_attributes.export(self, node, olx.FIELD_NAMES)
+        xml_attributes.export(self, node, fields.NAMES)
         for child_id in self.children:
             self.runtime.add_block_as_child_node(self.runtime.get_block(child_id), node)
 

@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import dispatch, liveness, messages, names, states, timing
+from . import dispatch, fields, liveness, messages, names, states, timing
 from .conf import Settings, get_settings
 from .gateway import tickets
 from .legacy import settings as legacy_settings
@@ -391,7 +391,7 @@ def ticket_url(
     if stack.status not in states.UP:
         raise LabError(_("Your lab is not running."))
     port = port if port is not None else stack.port
-    if port is not None and port not in tickets.offered_ports(stack.spec.get("ports")):
+    if not fields.port_offered(port, stack.spec.get("ports")):
         port = None  # a choice the lab no longer offers: the default endpoint
     token = tickets.mint(
         settings.ticket_secret,

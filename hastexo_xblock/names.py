@@ -1,8 +1,11 @@
 """Stack names: one per (course run, anonymous learner id), safe for Heat.
 
-Heat stack names must match ``[a-zA-Z][a-zA-Z0-9_.-]*``; the local provider
-uses the name as a directory name.  Names start with :data:`PREFIX` so that
-orphan sweeps can tell our stacks from others on a shared project.
+Heat stack names must match ``[a-zA-Z][a-zA-Z0-9_.-]*`` (at most 255
+characters); the local provider uses the name as a directory name.
+:data:`NAME_PATTERN` is that rule, the one every part checks names with (the
+Heat and local providers, the adoption of the original's stacks).  Our names
+start with :data:`PREFIX` so that orphan sweeps can tell our stacks from
+others on a shared project.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ MAX_LENGTH = 64
 WORKBENCH_COURSE = "workbench"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+#: A name any provider accepts: Heat's rule.  ``\Z``, not ``$``: ``$`` also matches before a final newline.
+NAME_PATTERN = re.compile(r"\A[A-Za-z][A-Za-z0-9_.-]{0,254}\Z")
 
 
 def _slug(text: str) -> str:
@@ -45,4 +49,9 @@ def stack_name(course_id: str | None, learner_id: str) -> str:
 
 def is_ours(name: str) -> bool:
     """Whether ``name`` follows our naming scheme (for orphan sweeps)."""
-    return name.startswith(f"{PREFIX}-") and bool(NAME_PATTERN.match(name))
+    return name.startswith(f"{PREFIX}-") and valid(name)
+
+
+def valid(name: object) -> bool:
+    """Whether ``name`` is a stack name every provider accepts (:data:`NAME_PATTERN`)."""
+    return isinstance(name, str) and bool(NAME_PATTERN.match(name))

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import posixpath
 import re
 import textwrap
@@ -55,44 +54,30 @@ from typing import Any
 import yaml
 from lxml import etree
 
+from . import fields
+
 OPTION_NS = "http://code.edx.org/xblock/option"
 TAG = "hastexo"
 #: The tags of the block: stackamole 9.x (the original, renamed) exported ``<stackamole>``,
 #: with its pointer files under ``stackamole/``; the same block reads and writes both.
 TAGS = (TAG, "stackamole")
 
-# Field tables: they mirror the fields of ``HastexoXBlock`` (block.py).
-STRING_FIELDS = frozenset(
-    {
-        "provider",  # the original's single provider (deprecated there); used when providers is empty
-        "display_name",
-        "stack_user_name",
-        "stack_template_path",
-        "hook_script",
-        "progress_check_label",
-        "progress_check_result_heading",
-    }
-)
-CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
-    "stack_protocol": ("ssh", "rdp", "vnc"),
-    "stack_key_type": ("", "rsa", "ed25519"),
-    "enable_fullscreen": ("true", "false", "inherit"),
-}
-INT_FIELDS = frozenset({"launch_timeout", "suspend_timeout", "delete_age"})
-FLOAT_FIELDS = frozenset({"weight"})
-BOOL_FIELDS = frozenset({"read_only", "hidden", "show_feedback", "show_hints_on_error"})
+# Field tables, from the one definition of the fields (fields.py).
+STRING_FIELDS = fields.names_of("text")
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = fields.CHOICES
+INT_FIELDS = fields.names_of("int")
+FLOAT_FIELDS = fields.names_of("float")
+BOOL_FIELDS = fields.names_of("bool")
 SCALAR_FIELDS = STRING_FIELDS | set(CHOICE_FIELDS) | INT_FIELDS | FLOAT_FIELDS | BOOL_FIELDS
-STRUCTURED_FIELDS = frozenset({"providers", "ports", "tests", "hook_events"})
-FIELD_NAMES = frozenset(SCALAR_FIELDS | STRUCTURED_FIELDS)
+STRUCTURED_FIELDS = fields.STRUCTURED
+FIELD_NAMES = fields.NAMES
 
 # Attributes that are bookkeeping of the course format, not fields.
 # ``x-is-pointer-node`` is set by Studio's paste on the node it hands to parse_xml.
 IGNORED_ATTRIBUTES = frozenset({"url_name", "filename", "xblock-family", "x-is-pointer-node"})
-HOOK_EVENTS = ("suspend", "resume", "delete")
-PORT_KEYS = ("name", "number")
-PROVIDER_KEYS = ("name", "capacity", "template", "environment")
+HOOK_EVENTS = fields.HOOK_EVENTS
 # Plain child elements and the field each one fills.
-PLAIN_CHILDREN = {"test": "tests", "port": "ports", "provider": "providers", "hook_events": "hook_events"}
+PLAIN_CHILDREN = {spec.element: spec.name for spec in fields.FIELDS if spec.element}
 
 # Characters XML 1.0 cannot hold at all (JSON can, escaped).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -154,29 +139,17 @@ class ParsedHastexo:
 # --- scalar values -----------------------------------------------------------
 
 
-# YAML 1.1's booleans (PyYAML's), which is how the original read attributes and options.
-_YAML_TRUE = frozenset({"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"})
-_YAML_FALSE = frozenset({"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"})
 # Python's strtobool, which is how the original read <hook_events> attributes.
 _STRTOBOOL_TRUE = frozenset({"y", "yes", "t", "true", "on", "1"})
 _STRTOBOOL_FALSE = frozenset({"n", "no", "f", "false", "off", "0"})
 
 
-def _bool(element: Any, value: Any, attribute: str | None = None) -> bool:
-    """A boolean as the original read it: YAML 1.1 words, or a whole number (non-zero is true)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value != 0
-    if isinstance(value, str):
-        text = value.strip()
-        if text in _YAML_TRUE:
-            return True
-        if text in _YAML_FALSE:
-            return False
-        if text.lstrip("+-").isdigit() and text.isascii():
-            return int(text) != 0
-    raise OLXError(element, f"expected true or false, got {value!r}", attribute)
+def _checked(element: Any, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)`` (a rule of fields.py); its ``FieldValueError`` becomes an :class:`OLXError` at ``element``."""
+    try:
+        return read(*args)
+    except fields.FieldValueError as error:
+        raise OLXError(element, error.problem, error.attribute) from None
 
 
 def _event_flag(element: Any, value: Any, event: str) -> bool:
@@ -191,27 +164,6 @@ def _event_flag(element: Any, value: Any, event: str) -> bool:
     raise OLXError(element, f"expected true or false, got {value!r}", event)
 
 
-def _int(element: Any, value: Any, attribute: str | None = None) -> int:
-    # bool is an int in Python, but "capacity: true" is a mistake, not 1.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit() and text.isascii():
-            return int(text)
-    raise OLXError(element, f"expected a whole number, got {value!r}", attribute)
-
-
-def _float(element: Any, value: Any, attribute: str | None = None) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise OLXError(element, f"expected a number, got {value!r}", attribute) from None
-    if isinstance(value, bool) or not math.isfinite(number):
-        raise OLXError(element, f"expected a finite number, got {value!r}", attribute)
-    return number
-
-
 def _scalar(element: Any, name: str, value: str) -> tuple[bool, Any]:
     """Convert attribute text for scalar field ``name``: ``(is_set, value)``; ``""`` is unset."""
     if value == "":
@@ -219,11 +171,11 @@ def _scalar(element: Any, name: str, value: str) -> tuple[bool, Any]:
     if name in STRING_FIELDS:
         return True, value
     if name in BOOL_FIELDS:
-        return True, _bool(element, value, name)
+        return True, _checked(element, fields.to_bool, value, name)
     if name in INT_FIELDS:
-        return True, _int(element, value, name)
+        return True, _checked(element, fields.to_int, value, name)
     if name in FLOAT_FIELDS:
-        return True, _float(element, value, name)
+        return True, _checked(element, fields.to_float, value, name)
     if name == "enable_fullscreen" and value in ("True", "False"):
         # The original block stored a boolean here; keep such OLX importable.
         return True, value.lower()
@@ -236,34 +188,9 @@ def _scalar(element: Any, name: str, value: str) -> tuple[bool, Any]:
 # --- structured values ---------------------------------------------------------
 
 
-def _optional_text(element: Any, key: str, value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return str(value)
-    raise OLXError(element, f"expected text, got {value!r}", key)
-
-
-def _unknown_keys(element: Any, raw: Mapping[str, Any], allowed: Iterable[str]) -> None:
-    unknown = sorted(str(key) for key in raw if key not in allowed)
-    if unknown:
-        raise OLXError(element, f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(unknown)}")
-
-
 def port(element: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A port ``{name?, number}``: ``number`` required, a whole number in 1–65535."""
-    _unknown_keys(element, raw, PORT_KEYS)
-    if raw.get("number") in (None, ""):
-        raise OLXError(element, "a port needs a number", "number")
-    number = _int(element, raw["number"], "number")
-    if not 1 <= number <= 65535:
-        raise OLXError(element, f"port number must be in 1–65535, got {number}", "number")
-    result: dict[str, Any] = {}
-    name = _optional_text(element, "name", raw.get("name"))
-    if name is not None:
-        result["name"] = name
-    result["number"] = number
-    return result
+    """A port entry at ``element`` (see :func:`fields.port`)."""
+    return _checked(element, fields.port, raw)
 
 
 def provider(
@@ -272,52 +199,28 @@ def provider(
     known_providers: Collection[str] | None = None,
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A provider ``{name, capacity, template, environment}`` (all four keys, ``None`` when not given).
+    """A provider entry at ``element`` (see :func:`fields.provider`).
 
-    ``capacity`` missing, ``""`` or ``"None"`` means -1 (no limit); otherwise a
-    whole number ≥ -1.  When ``known_providers`` is given and ``name`` is
-    not in it, a warning is added to ``warnings`` (the course still imports:
-    a platform without that provider reports it in Studio and at launch).
+    When ``known_providers`` is given and the entry's name is not in it, a
+    warning is added to ``warnings`` (the course still imports: a platform
+    without that provider reports it in Studio and at launch).
     """
-    _unknown_keys(element, raw, PROVIDER_KEYS)
-    name = _optional_text(element, "name", raw.get("name"))
-    if name is None:
-        raise OLXError(element, "a provider needs a name", "name")
-    if known_providers is not None and name not in known_providers and warnings is not None:
-        configured = ", ".join(sorted(known_providers)) or "none"
-        warnings.append(f"{describe(element)}: provider {name} is not configured here (configured: {configured})")
-    capacity_raw = raw.get("capacity")
-    if capacity_raw in (None, "", "None"):
-        capacity = -1
-    else:
-        capacity = _int(element, capacity_raw, "capacity")
-        if capacity < -1:
-            raise OLXError(element, f"capacity must be -1 (no limit) or more, got {capacity}", "capacity")
-    # "None" is how the original's export spelled a missing template or environment.
-    template, environment = (None if raw.get(key) == "None" else raw.get(key) for key in ("template", "environment"))
-    return {
-        "name": name,
-        "capacity": capacity,
-        "template": _optional_text(element, "template", template),
-        "environment": _optional_text(element, "environment", environment),
-    }
+    entry = _checked(element, fields.provider, raw)
+    problem = fields.known_provider_problem(entry["name"], known_providers)
+    if problem and warnings is not None:
+        warnings.append(f"{describe(element)}: {problem}")
+    return entry
 
 
 def hook_events(element: Any, raw: Mapping[str, Any]) -> dict[str, bool]:
-    """A mapping of events to booleans, with every event: one it leaves out is false (the original's reading).
-
-    An empty mapping stays empty: no hook runs.
-    """
-    _unknown_keys(element, raw, HOOK_EVENTS)
-    if not raw:
-        return {}
-    return {event: _bool(element, raw[event], event) if event in raw else False for event in HOOK_EVENTS}
+    """A mapping of events to booleans at ``element`` (see :func:`fields.hook_events`)."""
+    return _checked(element, fields.hook_events, raw)
 
 
 def hook_events_element(element: Any) -> dict[str, bool]:
     """A ``<hook_events>`` element: every event, one it leaves out being true (the original's reading)."""
     raw = dict(element.attrib)
-    _unknown_keys(element, raw, HOOK_EVENTS)
+    _checked(element, fields.unknown_keys, raw, HOOK_EVENTS)
     return {event: _event_flag(element, raw.get(event, "true"), event) for event in HOOK_EVENTS}
 
 
@@ -339,10 +242,10 @@ def _load_option(element: etree._Element, text: str | None = None, attribute: st
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for json; YAML says so below
         pass
     try:
-        return yaml.safe_load(text)
+        return fields.load_yaml(text)
     except yaml.YAMLError as error:
         problem = " ".join(str(error).split())
         raise OLXError(element, f"not valid JSON or YAML: {problem}", attribute) from None

@@ -1,7 +1,9 @@
 """SSH from the workers to a lab: is it answering, is it who it was, and run a script on it.
 
 asyncssh is used with explicit time-outs; callers run these from synchronous
-code through :func:`run_sync`.
+code through :func:`run_sync`.  Logins go through :func:`ssh.connect` (only
+the pinned host key is trusted); :class:`HostKeyMismatch` and
+:class:`SSHTarget` are ``ssh.py``'s.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ import asyncio
 import contextlib
 import shlex
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncssh
 
 from . import timing
+from .ssh import HostKeyMismatch, SSHTarget, connect, same_key
+
+__all__ = ["HostKeyMismatch", "RemoteResult", "SSHTarget", "run_script", "run_scripts", "same_key", "wait_for_ssh"]
 
 T = TypeVar("T")
-
-
-class HostKeyMismatch(Exception):
-    """The lab presented a host key other than the pinned one."""
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -40,11 +41,6 @@ async def fetch_host_key(host: str, port: int, timeout: float) -> str:
     if key is None:
         raise asyncssh.Error(0, "the server presented no host key")
     return key.export_public_key("openssh").decode().strip()
-
-
-def same_key(a: str, b: str) -> bool:
-    """Compare two OpenSSH public key lines by type and key data (comments ignored)."""
-    return a.split()[:2] == b.split()[:2]
 
 
 async def wait_for_ssh(
@@ -86,52 +82,6 @@ class RemoteResult:
 
 #: Bytes of each output stream kept per script; the rest is read and dropped.
 OUTPUT_LIMIT = 64 * 1024
-
-
-@dataclass(frozen=True)
-class SSHTarget:
-    """Where and as whom to log in to a lab, and the only host key trusted.  ``repr`` never shows the key."""
-
-    host: str
-    port: int
-    username: str
-    private_key: str = field(repr=False)
-    host_key: str = field(repr=False)
-
-    @classmethod
-    def from_stack(cls, stack: Any, port: int | None = None) -> SSHTarget:
-        """Build a target from a ``Stack`` row (``ip``, ``ssh_port``, ``ssh_user``, keys).
-
-        ``port``, when given, replaces ``ssh_port`` (another SSH endpoint of the
-        same host; the caller has checked it is one the lab offers).  Everything
-        else, the pinned host key included, is the stack's.
-        """
-        return cls(
-            host=stack.ip or "",
-            port=int(port) if port is not None else int(stack.ssh_port or 22),
-            username=stack.ssh_user or "",
-            private_key=stack.private_key or "",
-            host_key=stack.host_key or "",
-        )
-
-
-def _connect(login: SSHTarget, connect_timeout: float) -> Any:
-    if not login.host_key:
-        raise asyncssh.Error(0, "no pinned host key for the lab")
-    known_hosts = asyncssh.import_known_hosts(
-        f"[{login.host}]:{login.port} {login.host_key}\n" if login.port != 22 else f"{login.host} {login.host_key}\n"
-    )
-    return asyncssh.connect(
-        login.host,
-        login.port,
-        client_keys=[asyncssh.import_private_key(login.private_key)],
-        known_hosts=known_hosts,
-        config=None,
-        agent_path=None,
-        connect_timeout=max(0.1, connect_timeout),
-        # No user name configured: asyncssh's default (the worker's own user).
-        **({"username": login.username} if login.username else {}),
-    )
 
 
 async def _read_capped(stream: Any, limit: int) -> str:
@@ -182,12 +132,14 @@ async def run_scripts(
     time for are not started (also ``timed_out``).  Output beyond
     :data:`OUTPUT_LIMIT` per stream is dropped.  Returns one result per
     script.  Raises ``OSError``/``asyncssh.Error``/``TimeoutError`` when the
-    lab cannot be reached or logged in to in time.
+    lab cannot be reached or logged in to in time: the login's failures are
+    ``ssh.SSHError`` (an ``OSError``), :class:`HostKeyMismatch` when the lab
+    is not who it was.
     """
     deadline = timing.Deadline.after(total_timeout)
     command = "bash -s -- " + " ".join(shlex.quote(arg) for arg in args)
     results: list[RemoteResult] = []
-    connection = await _connect(login, min(30.0, total_timeout))  # asyncssh bounds the whole login
+    connection = await connect(login, timeout=min(30.0, total_timeout))
     async with connection:
         for script in scripts:
             remaining = deadline.remaining()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -96,6 +97,24 @@ def fake_providers(hastexo_settings, ssh_lab):
     configure()
     yield configure
     FakeProvider.clear()
+
+
+@pytest.fixture(scope="session")
+def worker_pool(django_db_setup, tmp_path_factory):
+    """Celery workers booted once per session and broker (see tests/workers.py); stopped before the database goes."""
+    from .workers import WorkerPool, delete_labs
+
+    pool = WorkerPool(str(tmp_path_factory.mktemp("workers")))
+    yield pool
+    pool.close()
+    delete_labs()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many Celery workers the session booted (the suite's costliest setup)."""
+    workers = sys.modules.get("tests.workers")
+    if workers is not None:
+        terminalreporter.write_line(f"celery worker boots: {workers.Worker.boots}")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hastexo_xblock.conf import get_settings
 from hastexo_xblock.gateway import tickets
 from hastexo_xblock.models import Stack
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 XML = """
 <hastexo display_name="Lab one" stack_template_path="t.yaml" stack_user_name="learner">

@@ -6,8 +6,6 @@ score stored and a grade event published each time.  A test that sleeps past
 ``remote_exec_timeout`` gives a clear time-out message.
 """
 
-import json
-import os
 import threading
 import time
 from datetime import timedelta
@@ -20,9 +18,10 @@ from hastexo_xblock import checkrun, checks, remote, states
 from hastexo_xblock.models import Check, Stack
 
 from .test_block import bring_up, call, make_block
-from .test_worker import lab_templates, run_ssh, start_worker, stop_worker, wait_for  # noqa: F401 (fixture)
+from .test_worker import lab_templates, run_ssh, wait_for  # noqa: F401 (fixture)
+from .workers import delete_labs
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 TEST_NOTES = """
 if ! [ -f ~/answer.txt ]; then
@@ -76,6 +75,7 @@ def up_block(student="checker", xml=None):
 # --- the handlers, without running anything ----------------------------------------
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_second_click_while_a_check_runs_returns_that_check(queued):
     block, _stack = up_block()
     code, first = call(block, "check_progress")
@@ -86,6 +86,7 @@ def test_a_second_click_while_a_check_runs_returns_that_check(queued):
     assert Check.objects.count() == 1
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_concurrent_clicks_start_one_check(queued):
     # checks.start directly: the workbench's own field storage is not safe
     # for concurrent writes of one learner's state (an LMS's is).
@@ -109,6 +110,7 @@ def test_concurrent_clicks_start_one_check(queued):
     assert len(queued) == 1 and Check.objects.count() == 1
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_check_of_another_block_waits_its_turn(queued):
     block, _stack = up_block("two-blocks")
     assert call(block, "check_progress")[0] == 200
@@ -159,6 +161,7 @@ def finish(check_id, results):
 RESULTS = [{"passed": True, "hint": "", "timed_out": False}, {"passed": False, "hint": "fix it", "timed_out": False}]
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_finished_check_is_scored_and_graded_once(queued):
     block, _stack = up_block("graded")
     events = recording(block)
@@ -187,7 +190,8 @@ def test_a_check_finished_after_the_learner_left_is_graded_when_they_return(queu
     events = recording(block)
     frag = block.student_view({})
     assert grades(events) == [(0.5, 1.0)]
-    assert frag.json_init_args["last_check"]["message"] == "You completed 1 of 2 tasks."  # shown on return
+    assert frag.json_init_args["check_on_load"] is True  # the page asks check_status for it on return
+    assert call(block, "check_status")[1]["message"] == "You completed 1 of 2 tasks."
     block.student_view({})
     assert grades(events) == [(0.5, 1.0)]
 
@@ -216,17 +220,11 @@ def test_long_hints_are_capped():
 # --- real runs ---------------------------------------------------------------------
 
 
-WORKER_SETTINGS = {"remote_exec_timeout": 2, "check_timeout": 30}
-
-
 @pytest.fixture
-def check_worker(lab_templates, tmp_path, hastexo_settings):  # noqa: F811 (the imported fixture)
-    os.environ["HASTEXO_TEST_SETTINGS_JSON"] = json.dumps(WORKER_SETTINGS)
-    hastexo_settings(template_dir=str(tmp_path), **WORKER_SETTINGS)
-    started = start_worker("filesystem://", tmp_path)
-    yield started
-    os.environ.pop("HASTEXO_TEST_SETTINGS_JSON", None)
-    stop_worker(started)
+def check_worker(lab_templates, worker_pool):  # noqa: F811 (the imported fixture)
+    """The session's worker (tests/workers.py: remote_exec_timeout 2 s, check_timeout 30 s)."""
+    yield worker_pool.get("filesystem://")
+    delete_labs()
 
 
 def launched(block):

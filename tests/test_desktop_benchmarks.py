@@ -54,7 +54,7 @@ from .local.conftest import host_pid, ssh_run
 from .test_gateway import ticket_for
 from .test_gateway_vnc import needs_desktop
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 DESKTOPS = 10
 WIDTH, HEIGHT = 1024, 768

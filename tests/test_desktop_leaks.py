@@ -31,8 +31,9 @@ from . import test_gateway, test_worker
 from .rfbclient import RFBClient
 from .test_block import call, make_block
 from .test_worker import ssh, wait_for
+from .workers import WORKER_SETTINGS
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
 gateway = test_gateway.gateway
 worker = test_worker.worker
@@ -47,9 +48,11 @@ XML = """
 
 
 @pytest.fixture
-def lab_templates(tmp_path, hastexo_settings):
-    (tmp_path / "desktop.yaml").write_text(DESKTOP_TEMPLATE)
-    return hastexo_settings(template_dir=str(tmp_path))
+def lab_templates(worker_pool, hastexo_settings):
+    """The desktop template, in the shared workers' template directory (tests/workers.py)."""
+    with open(os.path.join(worker_pool.template_dir, "desktop.yaml"), "w", encoding="utf-8") as handle:
+        handle.write(DESKTOP_TEMPLATE)
+    return hastexo_settings(template_dir=worker_pool.template_dir, **WORKER_SETTINGS)
 
 
 def test_no_vnc_password_reaches_pages_responses_urls_messages_or_logs(worker, gateway, caplog):

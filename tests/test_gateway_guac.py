@@ -27,7 +27,7 @@ from . import test_gateway, test_gateway_vnc
 from .test_gateway import ticket_for
 from .test_gateway_vnc import desktop_stack
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 gateway = test_gateway.gateway
 desktop_lab = test_gateway_vnc.desktop_lab

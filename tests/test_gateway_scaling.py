@@ -29,7 +29,7 @@ from . import test_gateway
 from .gatewaybench.rig import GatewayServer, gateway_env
 from .test_gateway import PROMPT, Gateway, LabServer, make_stack, open_terminal, ticket_for, wait_for
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 keys = test_gateway.keys
 lab = test_gateway.lab
@@ -62,6 +62,7 @@ async def _attempt(gateway: Gateway, token: str) -> Any:
         return refused.response.status_code
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_a_ticket_opens_one_session_across_replicas(replicas: list[Gateway], lab: LabServer, keys: Any) -> None:
     stacks = [make_stack(keys, lab, name=f"scale-{i}", learner=f"learner-{i}") for i in range(10)]
 
@@ -85,6 +86,7 @@ def test_a_ticket_opens_one_session_across_replicas(replicas: list[Gateway], lab
     wait_for(lambda: lab.active == 0)
 
 
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
 def test_activity_from_every_replica_is_written(replicas: list[Gateway], lab: LabServer, keys: Any) -> None:
     long_ago = timezone.now() - timedelta(hours=1)
     stacks = [make_stack(keys, lab, name=f"act-{i}", learner=f"act-{i}", suspend_by=long_ago) for i in range(6)]

@@ -35,7 +35,7 @@ from .local.conftest import sandbox_problem, ssh_run
 from .rfbclient import RFBClient
 from .test_gateway import Gateway, ticket_for
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 gateway = test_gateway.gateway
 activity_interval = test_gateway.activity_interval

@@ -28,7 +28,7 @@ from .fakes import collect_sends as _collect
 from .test_block import call, make_block
 from .test_worker import start_worker, stop_worker, wait_for
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 LAB_TEMPLATE = """
 heat_template_version: 2018-08-31

@@ -9,7 +9,7 @@ import pytest
 from hastexo_xblock import labs, lifecycle, states
 from hastexo_xblock.models import Stack, transition
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 
 @pytest.fixture

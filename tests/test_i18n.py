@@ -47,10 +47,6 @@ def test_a_message_is_stored_as_code_and_parameters_and_rendered_per_language():
         messages.Message("no.such.code")
 
 
-pytestmark_db = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_failure_is_shown_in_the_learners_language(fake_providers):
     """The worker runs in English; the learner reads German (and another learner English)."""
@@ -70,7 +66,6 @@ def test_a_worker_failure_is_shown_in_the_learners_language(fake_providers):
         assert labs.view(stack)["error_msg"].startswith("No lab environment is available right now.")
 
 
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_a_check_result_is_shown_in_the_learners_language():
     stack = Stack.objects.create(name="hx-check-i18n", course_id="c", anonymous_user_id="a")
@@ -99,7 +94,6 @@ def test_a_check_result_is_shown_in_the_learners_language():
         assert "nicht erreichbar" in checks.view(check, show_feedback=True, show_hints_on_error=True)["error_msg"]
 
 
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_the_learners_page_is_german_and_loads_the_namespaced_catalog():
     block = make_block("lernende")
@@ -114,7 +108,6 @@ def test_the_learners_page_is_german_and_loads_the_namespaced_catalog():
         assert not any("translations/" in r.data for r in block.student_view({}).resources if r.kind == "url")
 
 
-@pytest.mark.db
 @pytest.mark.django_db(transaction=True)
 def test_the_platforms_own_js_catalog_wins(monkeypatch):
     """The LMS serves catalogs it compiled for ``i18n_js_namespace``; then that one is loaded."""

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from hastexo_xblock import names
 from hastexo_xblock.names import MAX_LENGTH, NAME_PATTERN, is_ours, stack_name
 
 HEAT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
@@ -38,3 +39,12 @@ def test_shortened_names_stay_distinct():
 def test_a_learner_is_required():
     with pytest.raises(ValueError):
         stack_name("course", "")
+
+
+@pytest.mark.parametrize("name", ["hx-a\n", "", "1abc", "a/b", "a" * 256, "hx-ä", None, 5])
+def test_one_rule_for_names_refuses_what_a_provider_would_not_take(name):
+    from hastexo_xblock.providers import heat
+    from hastexo_xblock.providers.local import statedir
+
+    assert not names.valid(name)
+    assert heat.NAME_RE is statedir.NAME_RE is names.NAME_PATTERN  # the one definition

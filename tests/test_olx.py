@@ -398,3 +398,19 @@ def test_block_imports_a_provider_not_configured_here_and_says_so(caplog) -> Non
     block = block_from(make_runtime(), '<hastexo><provider name="not-a-provider"/></hastexo>')
     assert block.providers[0]["name"] == "not-a-provider"
     assert "provider not-a-provider is not configured here" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[" * 50_000 + "]" * 50_000, "nested deeper than 32 levels"),
+        ("- " * 5000 + "x", "nested deeper than 32 levels"),
+        ("a: &a [{number: 22}]\nb: *a", "aliases"),
+    ],
+    ids=["json-50000-deep", "yaml-5000-deep", "yaml-alias"],
+)
+def test_a_value_nested_too_deep_or_aliased_is_an_olx_error_not_a_crash(value, problem):
+    node = etree.Element("hastexo")
+    node.set("ports", value)
+    with pytest.raises(olx.OLXError, match=problem):
+        olx.parse(node)

@@ -4,7 +4,7 @@ import pytest
 
 from .test_block import call, make_block
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 LAB = """
 <hastexo display_name="Studio lab" stack_template_path="t.yaml" stack_user_name="learner">

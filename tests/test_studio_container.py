@@ -34,7 +34,7 @@ from hastexo_xblock.models import Stack
 
 from .test_block import call
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 LAB = """
 <hastexo display_name="Studio lab" stack_template_path="t.yaml" stack_user_name="learner"

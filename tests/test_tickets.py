@@ -144,8 +144,11 @@ def test_a_forged_well_formed_payload_verifies():
         pytest.param(good_payload(read_only=0), id="int-read-only"),
         pytest.param(good_payload(expires="soon"), id="string-expires"),
         pytest.param(good_payload(expires=True), id="bool-expires"),
-        pytest.param(good_payload().replace('"expires": ', '"expires": NaN, "x": '), id="nan-expires"),
-        pytest.param(good_payload().replace('"expires": ', '"expires": Infinity, "x": '), id="infinite-expires"),
+        # Only the value of expires changes: refused for that, not for an extra key.
+        pytest.param(good_payload(expires=0.5).replace('"expires": 0.5', '"expires": NaN'), id="nan-expires"),
+        pytest.param(good_payload(expires=0.5).replace('"expires": 0.5', '"expires": Infinity'), id="infinite-expires"),
+        pytest.param(good_payload(expires=0.5).replace('"expires": 0.5', '"expires": 1e999'), id="overflowing-expires"),
+        pytest.param(good_payload(expires=-1), id="negative-expires"),
         pytest.param(good_payload(v=True), id="bool-version"),
         pytest.param(good_payload(v=2), id="version-2"),
         pytest.param(good_payload(v=...), id="no-version"),
@@ -171,3 +174,30 @@ def test_payloads_outside_the_schema_are_rejected(payload):
 def test_mint_refuses_values_outside_the_schema(overrides):
     with pytest.raises(tickets.TicketError):
         mint(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"stack_id": "7"},
+        {"ticket_id": ["abcdefghijklmnopqrstuv"]},
+        {"expires": float("nan")},
+        {"expires": float("inf")},
+        {"port": 22.0},
+    ],
+)
+def test_the_ticket_schema_itself_refuses_wrong_types(overrides):
+    """The schema check, not the JSON parser, refuses these (a ticket built in code passes no parser)."""
+    values = dict(
+        stack_id=7,
+        stack_name="hx-c-l",
+        learner="anon1",
+        protocol="ssh",
+        port=None,
+        read_only=False,
+        expires=time.time() + 30,
+        ticket_id="abcdefghijklmnopqrstuv",
+    )
+    tickets.Ticket(**values)  # the baseline is accepted
+    with pytest.raises(tickets.TicketError, match="malformed ticket payload: bad"):
+        tickets.Ticket(**{**values, **overrides})

@@ -8,8 +8,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,118 +21,34 @@ from hastexo_xblock.conf import get_settings
 from hastexo_xblock.models import Stack, StackLog
 from hastexo_xblock.providers import get_provider
 
-from .celery_app import make_app
 from .fakes import creates
 from .test_block import call, make_block
+from .workers import TEMPLATE, WORKER_SETTINGS, Worker, delete_labs, start_worker, stop_worker  # noqa: F401 (for others)
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 BROKERS = ["filesystem://", *os.environ.get("HASTEXO_TEST_BROKER_URLS", "").split()]
 SPEC = labs.LabSpec(template="linux.yaml", ssh_user="learner")
-TEMPLATE = """
-description: test lab
-files:
-  - path: notes.txt
-    content: hello from the template
-setup: |
-  echo ready > setup-ran
-"""
-
-
-class Worker:
-    """A ``celery worker`` subprocess on ``broker_url`` using the test database."""
-
-    def __init__(self, broker_url: str, log_path: str) -> None:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            HASTEXO_TEST_BROKER_URL=broker_url,
-            HASTEXO_TEST_DB_NAME=connection.settings_dict["NAME"],
-            PYTHONPATH=os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")]),
-        )
-        self.broker_url = broker_url
-        self.log_path = log_path
-        self.log = open(log_path, "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.celery_app",
-                "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "--loglevel",
-                "DEBUG",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.app = make_app(broker_url)
-        self.app.set_current()
-        self.app.set_default()
-
-    def output(self) -> str:
-        self.log.flush()
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
-        self.log.close()
 
 
 @pytest.fixture
-def lab_templates(tmp_path, hastexo_settings):
-    (tmp_path / "linux.yaml").write_text(TEMPLATE)
-    (tmp_path / "t.yaml").write_text(TEMPLATE)  # the template of tests.test_block's XML
-    return hastexo_settings(template_dir=str(tmp_path))
-
-
-def start_worker(broker_url, tmp_path):
-    # The worker process reads the same settings module; give it the same template dir.
-    os.environ["HASTEXO_TEST_TEMPLATE_DIR"] = str(tmp_path)
-    return Worker(broker_url, str(tmp_path / "worker.log"))
-
-
-def stop_worker(started):
-    started.stop()
-    os.environ.pop("HASTEXO_TEST_TEMPLATE_DIR", None)
-    provider = get_provider("default", get_settings()["providers"])
-    for name in provider.list():
-        provider.delete(name)
+def lab_templates(worker_pool, hastexo_settings):
+    """The pooled workers' templates and settings (tests/workers.py), in the test process too."""
+    return hastexo_settings(template_dir=worker_pool.template_dir, **WORKER_SETTINGS)
 
 
 @pytest.fixture(params=BROKERS, ids=lambda url: url.split(":")[0])
-def broker_worker(request, lab_templates, tmp_path):
-    """A worker on each broker: the embedded one, and those HASTEXO_TEST_BROKER_URLS names."""
-    started = start_worker(request.param, tmp_path)
-    yield started
-    stop_worker(started)
+def broker_worker(request, lab_templates, worker_pool):
+    """The session's worker on each broker: the embedded one, and those HASTEXO_TEST_BROKER_URLS names."""
+    yield worker_pool.get(request.param)
+    delete_labs()
 
 
 @pytest.fixture
-def worker(lab_templates, tmp_path):
-    """A worker on the embedded broker (the journeys run once, not per broker)."""
-    started = start_worker(BROKERS[0], tmp_path)
-    yield started
-    stop_worker(started)
+def worker(lab_templates, worker_pool):
+    """The session's worker on the embedded broker (the journeys run once, not per broker)."""
+    yield worker_pool.get(BROKERS[0])
+    delete_labs()
 
 
 def wait_for(stack_id, wanted, timeout=60.0):
@@ -210,9 +124,20 @@ def test_suspend_and_resume_keep_files_and_processes(worker, hastexo_settings):
     assert get_provider("default", get_settings()["providers"]).list() == [stack.name]
 
 
-def test_twenty_concurrent_initialize_calls_create_one_stack(worker):
+@pytest.mark.db  # database behaviour: runs again on every database (make test-databases)
+def test_twenty_concurrent_initialize_calls_create_one_stack(worker, monkeypatch):
     barrier = threading.Barrier(20)
     results = []
+    # Every launch the twenty calls send, counted where it is sent: once they have all returned,
+    # a duplicate would already be here (no waiting for one to show up in the worker).
+    sent = []
+    send = dispatch.send
+
+    def counted(name, *args, **kwargs):
+        sent.append(name)
+        return send(name, *args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "send", counted)
 
     def open_unit():
         block = make_block("concurrent-learner")
@@ -229,10 +154,10 @@ def test_twenty_concurrent_initialize_calls_create_one_stack(worker):
         thread.join(60)
     assert [code for code, _ in results] == [200] * 20
     assert len({body["name"] for _, body in results}) == 1
+    assert sent == ["launch"]  # all twenty have answered: one launch was sent, no duplicate can follow
     stack = Stack.objects.get()
     stack = wait_for(stack.pk, states.UP | states.FAILED)
     assert stack.status == states.CREATE_COMPLETE, stack.error_msg
-    time.sleep(1)  # any duplicate launch would have shown by now
     assert StackLog.objects.filter(stack=stack, status=states.LAUNCH_PENDING).count() == 1
     assert StackLog.objects.filter(stack=stack, status=states.CREATE_COMPLETE).count() == 1
     assert get_provider("default", get_settings()["providers"]).list() == [stack.name]

@@ -68,7 +68,7 @@ if not apps.ready:
 
 from django.db import IntegrityError, transaction
 
-from .. import states
+from .. import fields, states
 from ..conf import get_settings
 from ..models import Stack, UsedTicket
 from . import guac, tickets, vnc
@@ -134,17 +134,10 @@ def _load_stack(stack_id: int) -> Stack | None:
     return Stack.objects.filter(pk=stack_id).first()
 
 
-def offered_ports(stack: Stack) -> frozenset[int]:
-    """The port numbers the lab offers (``stack.spec["ports"]``, see :func:`tickets.offered_ports`)."""
-    spec = stack.spec if isinstance(stack.spec, dict) else {}
-    return tickets.offered_ports(spec.get("ports"))
-
-
 def port_allowed(stack: Stack, port: int | None) -> bool:
-    """Whether a ticket's ``port`` may be used: ``None`` (the default endpoint) or an offered port."""
-    if port is None:
-        return True
-    return isinstance(port, int) and not isinstance(port, bool) and port in offered_ports(stack)
+    """Whether a ticket's ``port`` may be used with ``stack``: the one rule, :func:`fields.port_offered`."""
+    spec = stack.spec if isinstance(stack.spec, dict) else {}
+    return fields.port_offered(port, spec.get("ports"))
 
 
 #: The ticket protocols this gateway serves.

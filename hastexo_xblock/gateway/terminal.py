@@ -1,12 +1,11 @@
 """The SSH side of a terminal session: one shell on the learner's lab, under a PTY.
 
-:meth:`Terminal.open` connects with asyncssh to the stack's SSH endpoint and
-starts a login shell (``term_type`` ``xterm-256color``).  The server must
-present the host key pinned in ``Stack.host_key`` and nothing else: we pass
-that key (and only it) as the trusted keys of this one connection, so neither
-``~/.ssh/known_hosts``, ``~/.ssh/config`` nor an SSH agent of the account the
-gateway runs under has any say.  A stack without a pinned key is refused
-outright; we never connect unpinned.
+:meth:`Terminal.open` logs in to the stack's SSH endpoint with :func:`connect`
+— the gateway's options over :func:`hastexo_xblock.ssh.connect`, the package's
+one pinned-host-key login: only the key pinned in ``Stack.host_key`` is
+trusted, a stack without one is refused outright — and starts a login shell
+(``term_type`` ``xterm-256color``).  The desktop relays (``vnc.py``,
+``guac.py``) log in with the same :func:`connect`.
 
 The endpoint is ``Stack.ip`` on ``Stack.ssh_port``, unless the caller passes a
 port (the learner's choice from the lab's configured ``ports``, already
@@ -14,9 +13,10 @@ checked by the caller): for SSH labs those ports name further SSH endpoints of
 the same lab host, so the same user, private key and pinned host key apply —
 an endpoint presenting any other host key is refused like the default one.
 
-Errors are reported as :class:`TerminalError` subclasses whose message is safe
-for the log (it never contains key material) but not meant for the browser:
-the caller shows a generic text.
+Errors are reported as :class:`TerminalError` (``ssh.SSHError``) subclasses —
+``HostKeyNotPinned``, ``HostKeyMismatch``, ``ConnectFailed``, the very classes
+of ``ssh.py`` — whose message is safe for the log (it never contains key
+material) but not meant for the browser: the caller shows a generic text.
 
 This module does not touch the database; it takes plain values (see
 :class:`SSHTarget`), so it can be used and tested without Django.
@@ -31,8 +31,23 @@ from collections.abc import Callable
 
 import asyncssh
 
-from ..remote import SSHTarget
+from .. import ssh
+from ..ssh import ConnectFailed, HostKeyMismatch, HostKeyNotPinned, SSHTarget, pinned_host_keys
+from ..ssh import SSHError as TerminalError
 from .transport import CoalescingConnector
+
+__all__ = [
+    "BufferedSession",
+    "ConnectFailed",
+    "HostKeyMismatch",
+    "HostKeyNotPinned",
+    "SSHTarget",
+    "Stream",
+    "Terminal",
+    "TerminalError",
+    "connect",
+    "pinned_host_keys",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -61,48 +76,6 @@ KEEPALIVE_INTERVAL = 30
 KEEPALIVE_COUNT_MAX = 3
 
 
-class TerminalError(Exception):
-    """The terminal could not be opened; the message is for the log, not the learner."""
-
-
-class HostKeyNotPinned(TerminalError):
-    """The stack has no (usable) pinned host key, so we refuse to connect."""
-
-
-class HostKeyMismatch(TerminalError):
-    """The server did not prove possession of the pinned host key."""
-
-
-class ConnectFailed(TerminalError):
-    """Network, timeout, authentication or channel failure."""
-
-
-def pinned_host_keys(text: str) -> list[asyncssh.SSHKey]:
-    """Parse the pinned host key(s) in ``text``.
-
-    Accepts one OpenSSH public key line per line (``ssh-ed25519 AAAA… [comment]``),
-    and tolerates a ``known_hosts``-style leading host field.  Returns an empty
-    list when there is no usable key; the caller must then refuse to connect.
-    """
-    keys: list[asyncssh.SSHKey] = []
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        candidates = [line]
-        parts = line.split(None, 1)
-        if len(parts) == 2:
-            # "[host]:port ssh-ed25519 AAAA…" — drop the host field.
-            candidates.append(parts[1])
-        for candidate in candidates:
-            try:
-                keys.append(asyncssh.import_public_key(candidate))
-                break
-            except (asyncssh.KeyImportError, ValueError):
-                continue
-    return keys
-
-
 async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT) -> asyncssh.SSHClientConnection:
     """An SSH connection to ``target`` that trusts its pinned host key and nothing else.
 
@@ -111,60 +84,21 @@ async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT
     key: nothing was attempted), :class:`HostKeyMismatch` (the server's identity is not
     the pinned one) or :class:`ConnectFailed` (anything else, including the timeout).
     """
-    host_keys = pinned_host_keys(target.host_key)
-    if not host_keys:
+    if not pinned_host_keys(target.host_key):
         raise HostKeyNotPinned(f"no pinned host key for {target.host}:{target.port}")
     if not target.host or not target.username:
         raise ConnectFailed("the stack has no SSH address or user")
-    try:
-        client_key = asyncssh.import_private_key(target.private_key)
-    except (asyncssh.KeyImportError, ValueError, TypeError) as error:
-        raise ConnectFailed(f"the stack's private key cannot be used: {type(error).__name__}") from None
-
-    try:
-        conn = await asyncio.wait_for(
-            asyncssh.connect(
-                target.host,
-                target.port,
-                username=target.username,
-                client_keys=[client_key],
-                # Only the pinned key(s), for this connection only: (trusted keys, CA keys, revoked keys).
-                known_hosts=(host_keys, [], []),
-                # Nothing from the gateway account's environment may influence the connection.
-                config=None,
-                agent_path=None,
-                password=None,
-                kbdint_auth=False,
-                preferred_auth="publickey",
-                encryption_algs=ENCRYPTION_ALGS,
-                # One send per loop pass instead of one per SSH packet (see .transport).
-                tunnel=CoalescingConnector(),
-                # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
-                compression_algs=None,
-                connect_timeout=connect_timeout,
-                login_timeout=connect_timeout,
-                keepalive_interval=KEEPALIVE_INTERVAL,
-                keepalive_count_max=KEEPALIVE_COUNT_MAX,
-            ),
-            # asyncssh's own timeouts should fire first; this is the backstop.
-            timeout=connect_timeout + 1,
-        )
-    except asyncssh.HostKeyNotVerifiable as error:
-        raise HostKeyMismatch(f"{target.host}:{target.port}: {error.reason}") from None
-    except asyncssh.KeyExchangeFailed as error:
-        # The server does not even offer the pinned key's type: the identity has changed too.
-        if "host key" in str(error.reason).lower():
-            raise HostKeyMismatch(f"{target.host}:{target.port}: {error.reason}") from None
-        raise ConnectFailed(f"{target.host}:{target.port}: key exchange failed: {error.reason}") from None
-    except asyncssh.PermissionDenied as error:
-        raise ConnectFailed(f"{target.host}:{target.port}: authentication refused: {error.reason}") from None
-    except asyncssh.Error as error:
-        raise ConnectFailed(f"{target.host}:{target.port}: {type(error).__name__}: {error.reason}") from None
-    except TimeoutError:
-        raise ConnectFailed(f"{target.host}:{target.port}: timed out after {connect_timeout:g} s") from None
-    except OSError as error:
-        raise ConnectFailed(f"{target.host}:{target.port}: {error.strerror or type(error).__name__}") from None
-    return conn
+    return await ssh.connect(
+        target,
+        timeout=connect_timeout,
+        encryption_algs=ENCRYPTION_ALGS,
+        # One send per loop pass instead of one per SSH packet (see .transport).
+        tunnel=CoalescingConnector(),
+        # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
+        compression_algs=None,
+        keepalive_interval=KEEPALIVE_INTERVAL,
+        keepalive_count_max=KEEPALIVE_COUNT_MAX,
+    )
 
 
 class BufferedSession(asyncssh.SSHClientSession[bytes]):

@@ -205,20 +205,3 @@ def verify(
     if consume is not None and not consume(ticket):
         raise TicketReused("ticket already used")
     return ticket
-
-
-def offered_ports(entries: Any) -> frozenset[int]:
-    """The port numbers a lab's ``ports`` entries (``[{name, number}]``) offer; a ticket may carry only these.
-
-    Entries without a usable whole number are skipped; anything but a list offers nothing.
-    """
-    numbers: set[int] = set()
-    for entry in entries if isinstance(entries, list) else []:
-        number = entry.get("number") if isinstance(entry, dict) else None
-        if isinstance(number, bool):
-            continue
-        try:
-            numbers.add(int(number))
-        except (TypeError, ValueError):
-            continue
-    return frozenset(numbers)

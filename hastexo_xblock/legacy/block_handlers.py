@@ -15,7 +15,7 @@ from xblock.core import XBlock
 from xblock.exceptions import JsonHandlerError
 from xblock.utils.resources import ResourceLoader
 
-from .. import checks
+from .. import checks, inputs
 from ..models import Check
 from . import handlers as original_handlers
 from . import state as original_state
@@ -29,13 +29,15 @@ WINDOW_HANDLERS = ("get_user_stack_status", "keepalive", "set_port", "get_ticket
 class OriginalHandlersMixin:
     """``get_check_status`` (report the learner's check, or start one) and ``launch_new_window``."""
 
-    @XBlock.json_handler
-    def get_check_status(self, data: dict[str, Any], suffix: str = "") -> dict[str, Any]:
-        """The original's handler: report the learner's check, or start one when none is running.
+    @XBlock.handler
+    @inputs.json_handler()
+    def get_check_status(self, data: Any, suffix: str = "") -> dict[str, Any]:
+        """``{}``: the original's handler: report the learner's check, or start one when none is running.
 
         For pages and integrations written for the original hastexo XBlock;
         the answer has the original's shape (see ``legacy/handlers.py``).
         """
+        inputs.fields_of(data, {})
         self._refuse_in_studio()
         if original_state.is_original_check(self.check_id):
             return original_handlers.original_view(self._latest_check_view())

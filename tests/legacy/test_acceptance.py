@@ -163,7 +163,8 @@ def test_three_learners_switch_without_losing_their_labs(labs, gateway, monkeypa
 
     # Learner 3: the check pending at the switch reads as interrupted, then a new one runs on the lab.
     block3 = learner_block(monkeypatch, 3, LEARNERS["check-pending"]["state"])
-    last = block3.student_view({}).json_init_args["last_check"]
+    assert block3.student_view({}).json_init_args["check_on_load"] is True
+    last = call(block3, "check_status")[1]
     assert last["status"] == "error" and "check your progress again" in last["error_msg"]
     started = call(block3, "check_progress")[1]
     assert checkrun.run(started["id"]) == Check.DONE

@@ -28,7 +28,7 @@ from hastexo_xblock.providers import get_provider
 from .. import heat_env
 from . import db
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
 COURSE = "course-v1:DemoX+Linux101+2026"
 

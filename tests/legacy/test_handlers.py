@@ -15,7 +15,7 @@ from ..test_block import call
 from ..test_checks import RESULTS, TEST_NOTES, TEST_SCRIPT, finish, grades, lab_xml, recording, up_block
 from .test_state import WEIGHT, block_for
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 # --- the original's get_check_status: report, or start when none runs ---------------
@@ -94,7 +94,7 @@ def test_launch_new_window_is_the_lab_alone(queued):
     assert data["init_fn"] == "HastexoXBlock"
     assert set(data["handler_urls"]) == {"get_user_stack_status", "keepalive", "set_port", "get_ticket"}
     assert all("/handler/" in url or "handler" in url for url in data["handler_urls"].values())
-    assert data["init_args"]["last_check"] is None
+    assert data["init_args"]["check_on_load"] is False
     assert "hastexo.js" in page and "xterm.js" in page
 
 

@@ -7,7 +7,7 @@ import pytest
 from hastexo_xblock import authoring, labs, states
 from hastexo_xblock.legacy import settings as legacy_settings
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db]
 
 FILLED = {
     "os_auth_url": "https://keystone.example.org/v3",

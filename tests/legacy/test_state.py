@@ -20,7 +20,7 @@ from hastexo_xblock.legacy import state as original_state
 from ..test_block import call
 from ..test_checks import RESULTS, TEST_NOTES, TEST_SCRIPT, finish, grades, lab_xml, recording, up_block
 
-pytestmark = [pytest.mark.db, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "state", "learner_state.yaml"), encoding="utf-8") as handle:
@@ -59,14 +59,16 @@ def test_a_check_pending_at_the_switch_is_reported_once_as_interrupted(queued):
     block, _stack = block_for("check-pending")
     assert block.check_id == LEARNERS["check-pending"]["state"]["check_id"]  # no ValueError: read as text
     frag = block.student_view({})
-    last = frag.json_init_args["last_check"]
+    assert frag.json_init_args["check_on_load"] is True  # the page asks check_status for it
+    last = call(block, "check_status")[1]
     assert (
         last["status"] == "error"
         and "upgraded" in last["error_msg"]
         and "check your progress again" in last["error_msg"]
     )
     assert block.check_id is None
-    assert block.student_view({}).json_init_args["last_check"] is None  # said once
+    assert block.student_view({}).json_init_args["check_on_load"] is False  # said once
+    assert call(block, "check_status")[1] == {"status": "none"}
     started = call(block, "check_progress")[1]
     assert started["status"] == "pending" and block.check_id == started["id"]
     assert queued == [("check", started["id"])]
@@ -110,7 +112,7 @@ def test_a_learner_who_never_checked(queued):
     block, _stack = block_for("never-checked")
     assert block.check_id is None and not block.has_submitted_answer()
     assert block.get_score() == (0.0, WEIGHT)  # what the LMS counts before a first attempt: weight possible
-    assert block.student_view({}).json_init_args["last_check"] is None
+    assert block.student_view({}).json_init_args["check_on_load"] is False
 
 
 def test_a_lab_without_tests_is_not_graded(queued):

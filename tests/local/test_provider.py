@@ -256,6 +256,11 @@ def test_empty_template_is_a_plain_lab():
     assert parse_template("# only a comment\n").files == ()
 
 
+def test_a_template_nested_too_deep_is_a_template_error_not_a_crash():
+    with pytest.raises(TemplateError, match="nested too deep"):
+        parse_template("files: " + "[" * 5000 + "]" * 5000)
+
+
 # --------------------------------------------------------------------------
 # Suspend, resume, delete
 # --------------------------------------------------------------------------

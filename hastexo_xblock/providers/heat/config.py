@@ -8,15 +8,15 @@ heatclient (``client.py``).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
+from ... import names
 from ..base import ProviderConfigError
 
-#: Heat's rule for stack names; checking it also keeps ``/`` and ``?`` out of URLs.
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,254}$")
+#: Heat's rule for stack names (names.py); checking it also keeps ``/`` and ``?`` out of URLs.
+NAME_RE = names.NAME_PATTERN
 
 INTERFACES = ("public", "internal", "admin")
 DEFAULT_INTERFACE = "public"

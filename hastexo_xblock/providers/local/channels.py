@@ -4,7 +4,10 @@ Used by the lab host (``labhost.py``): the command runs on a terminal (the
 pty's master end is the lab host's) or on three pipes; input goes in,
 output comes out, resizes and signals are passed on, and the command's exit
 status goes back to the client.  When the client goes away first, the
-session is hung up on (SIGHUP to its process group), as sshd does.
+session is hung up on (SIGHUP to its process group), as sshd does.  The
+non-blocking descriptor helpers the lab host reads its sandbox and
+``enter.py`` with (:func:`wait_fd`, :func:`read_json`, :func:`receive_fds`)
+are here too.
 
 This module does not import Django or XBlock.
 """
@@ -14,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
+import socket
 import struct
 import termios
 from collections.abc import Iterable
@@ -55,6 +60,35 @@ async def wait_fd(fd: int, writable: bool = False) -> None:
             loop.remove_writer(fd)
         else:
             loop.remove_reader(fd)
+
+
+async def read_json(fd: int) -> bytes:
+    """Read ``fd`` until what was read is one JSON document, or until its end; return the bytes."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        await wait_fd(fd)
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return data
+        data += chunk
+        with contextlib.suppress(ValueError):
+            json.loads(data)
+            return data
+
+
+async def receive_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the descriptor that came with it (at most one) from a non-blocking Unix socket."""
+    while True:
+        await wait_fd(sock.fileno())
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+        except BlockingIOError:
+            continue
+        return message, fds
 
 
 async def write_all(fd: int, data: bytes) -> None:

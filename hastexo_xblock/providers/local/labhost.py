@@ -222,7 +222,7 @@ class LabHost:
             self._track(self._monitor.pid)
             os.close(info_w)
             info_w = -1
-            raw = await asyncio.wait_for(self._read_all(info_r), SANDBOX_START_SECONDS)
+            raw = await asyncio.wait_for(channels.read_json(info_r), SANDBOX_START_SECONDS)
         finally:
             if info_w >= 0:
                 os.close(info_w)
@@ -246,23 +246,6 @@ class LabHost:
         if not self.lab.drops_ids:
             return {}
         return {"user": self.lab.uid, "group": self.lab.gid, "extra_groups": []}
-
-    @staticmethod
-    async def _read_all(fd: int) -> bytes:
-        os.set_blocking(fd, False)
-        data = b""
-        while True:
-            await wait_fd(fd)
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                return data
-            data += chunk
-            with contextlib.suppress(ValueError):
-                json.loads(data)
-                return data
 
     async def _start_network(self) -> None:
         assert self.init is not None
@@ -365,7 +348,7 @@ class LabHost:
             exited = self._track(helper.pid)
             helper.returncode = 0  # the reaper owns the status
             ours.setblocking(False)
-            message, fds = await asyncio.wait_for(self._receive(ours), ENTER_SECONDS)
+            message, fds = await asyncio.wait_for(channels.receive_fds(ours), ENTER_SECONDS)
         return helper.pid, exited, message, fds
 
     async def open_in_lab(self, target: str) -> channels.ForwardSession:
@@ -387,16 +370,6 @@ class LabHost:
         if not fds:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, f"nothing answers at {target} in the lab")
         return await channels.ForwardSession.wrap(socket.socket(fileno=fds[0]))
-
-    @staticmethod
-    async def _receive(sock: socket.socket) -> tuple[bytes, list[int]]:
-        while True:
-            await wait_fd(sock.fileno())
-            try:
-                message, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
-            except BlockingIOError:
-                continue
-            return message, fds
 
     def _start_plain(
         self,
@@ -428,7 +401,8 @@ class LabHost:
         proc.returncode = 0  # the reaper owns the status
         return Session(proc.pid, proc.pid, self._track(proc.pid))
 
-    async def _handle(self, process: Any) -> None:
+    async def handle(self, process: Any) -> None:
+        """Run one SSH session (the server's process factory); a failure ends that session only."""
         try:
             await self._session(process)
         except Exception:  # keep the server up whatever one session does
@@ -526,7 +500,7 @@ class LabHost:
 
     async def run(self, port: int, setup: bool) -> int:
         """Run the lab until SIGTERM/SIGINT (or until its sandbox ends); return the exit code."""
-        import asyncssh  # imported here so that the helpers above are cheap to import
+        from . import labssh  # imported here (asyncssh) so that the helpers above are cheap to import
 
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -544,7 +518,7 @@ class LabHost:
                     return 1
             if self.desktop and self.lab.mode == "bwrap":
                 await self.start_desktop()
-            server = await self._listen(asyncssh, port)
+            server = await labssh.listen(self, port)
             bound = server.sockets[0].getsockname()[1]
             statedir.atomic_write_json(
                 server_file,
@@ -562,56 +536,6 @@ class LabHost:
             return self.exit_code
         finally:
             self.stop_sandbox()
-
-    async def _listen(self, asyncssh: Any, port: int) -> Any:
-        host = self
-        host_key = asyncssh.read_private_key(self.dir.file(statedir.HOST_KEY_FILE))
-        authorized = asyncssh.read_authorized_keys(self.dir.file(statedir.AUTHORIZED_KEYS_FILE))
-
-        class Server(asyncssh.SSHServer):
-            def connection_made(self, conn: Any) -> None:
-                log.info("connection from %s", conn.get_extra_info("peername"))
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                log.info("connection closed%s", f": {exc}" if exc else "")
-
-            def begin_auth(self, username: str) -> bool:
-                return True  # authentication is always required
-
-            def password_auth_supported(self) -> bool:
-                return False
-
-            def kbdint_auth_supported(self) -> bool:
-                return False
-
-            def unix_connection_requested(self, dest_path: str) -> Any:
-                return host.open_in_lab(f"unix:{dest_path}")
-
-            def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
-                address = f"[{dest_host}]" if ":" in dest_host else dest_host
-                return host.open_in_lab(f"tcp:{address}:{dest_port}")
-
-        options = {
-            "server_factory": Server,
-            "server_host_keys": [host_key],
-            "authorized_client_keys": authorized,
-            "process_factory": self._handle,
-            "encoding": None,
-            # The pty goes straight to the shell: no asyncssh line editor.
-            "line_editor": False,
-            "allow_scp": False,
-            "agent_forwarding": False,
-            "x11_forwarding": False,
-            "gss_host": None,
-            "login_timeout": 60,
-            "keepalive_interval": 60,
-        }
-        if port:
-            try:
-                return await asyncssh.create_server(host="127.0.0.1", port=port, **options)
-            except OSError as exc:
-                log.info("port %s is not available (%s); using a new one", port, exc)
-        return await asyncssh.create_server(host="127.0.0.1", port=0, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,14 +30,16 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import stat
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,254}$")
+from ... import names
+
+#: Stack names (names.py): they are directory names here.
+NAME_RE = names.NAME_PATTERN
 
 STATE_FILE = "state.json"
 SERVER_FILE = "server.json"

@@ -89,6 +89,8 @@ def parse_template(text: str) -> LocalTemplate:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TemplateError(f"the local lab template is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise TemplateError("the local lab template is nested too deep") from None
     if doc is None:
         return LocalTemplate()
     if not isinstance(doc, dict):

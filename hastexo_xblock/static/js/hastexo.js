@@ -115,9 +115,12 @@
       this.timer = null;
       this.polls = 0;
     }
-    /** Show a check the page was rendered with (one that finished while the learner was away). */
-    show(data) {
-      this.handle(data, ++this.generation);
+    /**
+     * Fetch and show the learner's last check (one that finished while they were away). The page is
+     * rendered without it: its hints are what the learner's own scripts printed.
+     */
+    load() {
+      this.poll(++this.generation);
     }
     async start() {
       this.onActivity();
@@ -311,7 +314,8 @@
       fullscreen: !!c.enable_fullscreen,
       hasTests: !!c.has_tests,
       port: Number.isInteger(c.port) ? c.port : null,
-      lastCheck: c.last_check && typeof c.last_check === "object" ? c.last_check : null,
+      // The learner's last check is fetched (checks.load), never carried in the init args: its hints are their text.
+      checkOnLoad: !!c.check_on_load,
       // The lab's protocol (stack_protocol): a terminal for ssh, a desktop for vnc and rdp.
       protocol: PROTOCOLS.includes(c.protocol) ? c.protocol : "ssh",
       desktop: {
@@ -1449,8 +1453,8 @@
       const tickMs = Math.min(5e3, Math.max(250, Math.floor(this.config.timeouts.idle / 4)));
       this.tickTimer = setInterval(() => this.tick(), tickMs);
       this.beginLaunch({ initialize: true });
-      if (this.config.lastCheck) {
-        this.checks.show(this.config.lastCheck);
+      if (this.config.checkOnLoad) {
+        this.checks.load();
       }
     }
     destroy() {

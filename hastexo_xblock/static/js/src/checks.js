@@ -31,9 +31,12 @@ export class CheckPanel {
     this.polls = 0;
   }
 
-  /** Show a check the page was rendered with (one that finished while the learner was away). */
-  show(data) {
-    this.handle(data, ++this.generation);
+  /**
+   * Fetch and show the learner's last check (one that finished while they were away). The page is
+   * rendered without it: its hints are what the learner's own scripts printed.
+   */
+  load() {
+    this.poll(++this.generation);
   }
 
   async start() {

@@ -95,7 +95,8 @@ export function normalizeConfig(raw) {
     fullscreen: !!c.enable_fullscreen,
     hasTests: !!c.has_tests,
     port: Number.isInteger(c.port) ? c.port : null,
-    lastCheck: c.last_check && typeof c.last_check === 'object' ? c.last_check : null,
+    // The learner's last check is fetched (checks.load), never carried in the init args: its hints are their text.
+    checkOnLoad: !!c.check_on_load,
     // The lab's protocol (stack_protocol): a terminal for ssh, a desktop for vnc and rdp.
     protocol: PROTOCOLS.includes(c.protocol) ? c.protocol : 'ssh',
     desktop: {

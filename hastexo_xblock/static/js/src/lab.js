@@ -86,8 +86,8 @@ export class HastexoLab {
     const tickMs = Math.min(5000, Math.max(250, Math.floor(this.config.timeouts.idle / 4)));
     this.tickTimer = setInterval(() => this.tick(), tickMs);
     this.beginLaunch({ initialize: true });
-    if (this.config.lastCheck) {
-      this.checks.show(this.config.lastCheck);
+    if (this.config.checkOnLoad) {
+      this.checks.load();
     }
   }
 
