@@ -226,6 +226,8 @@ class HastexoXBlock(
                     "show_check": bool(self.tests) and not window,
                     "progress_check_result_heading": self._text(self.progress_check_result_heading),
                     "ports": fields.offered_entries(self.ports),
+                    # A desktop lab's selector also offers a terminal of the same lab (get_ticket's terminal).
+                    "desktop": self.stack_protocol != "ssh",
                 },
                 i18n_service=self.runtime.service(self, "i18n"),
             )
@@ -304,24 +306,30 @@ class HastexoXBlock(
         return {"port": port}
 
     @XBlock.handler
-    def get_ticket(self, request, suffix: str = "") -> Response:
-        """Mint a gateway ticket for the learner's running lab: ``{url}``."""
-        if request.method != "POST":
-            return _json_error("POST required", 405)
+    @inputs.json_handler(pass_request=True)
+    def get_ticket(self, data: Any, suffix: str = "", request: Any = None) -> Response:
+        """``{terminal?}`` → ``{url, protocol}``: mint a gateway ticket for the learner's running lab.
+
+        ``terminal: true`` asks for a terminal (SSH) of a desktop lab, as the
+        page's selector offers; otherwise the ticket is for the lab's own
+        protocol and the learner's chosen port.
+        """
+        terminal = inputs.fields_of(data, {"terminal": inputs.boolean}).get("terminal", False)
         if compat.in_studio(self):
             return _json_error(self._text(_NOT_IN_STUDIO), 409)
         stack = self._stack()
         try:
-            url = labs.ticket_url(
+            url, protocol = labs.ticket_url(
                 stack,
                 actor=compat.acting_user_id(self),
                 read_only=self.read_only,
                 port=self.port,
+                terminal=terminal,
                 base_url=labs.page_origin(request.headers, request.scheme, request.host),
             )
         except labs.LabError as error:
             return _json_error(str(error), 409)
-        return Response(json_body={"url": url}, headerlist=[("Cache-Control", "no-store")])
+        return Response(json_body={"url": url, "protocol": protocol}, headerlist=[("Cache-Control", "no-store")])
 
     @XBlock.handler
     @inputs.json_handler()

@@ -93,8 +93,13 @@ def loads(body: bytes, max_bytes: int = LEARNER_BODY_LIMIT, max_depth: int = MAX
         raise InputError("request body is not valid JSON") from None
 
 
-def json_handler(max_bytes: int = LEARNER_BODY_LIMIT) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def json_handler(
+    max_bytes: int = LEARNER_BODY_LIMIT, pass_request: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Turn ``func(self, data, suffix)`` into a WebOb handler body that reads JSON within limits.
+
+    ``pass_request``: call ``func(self, data, suffix, request)`` instead, for
+    a handler that also reads the request's headers.
 
     Use under ``XBlock.handler``: ``@XBlock.handler`` then ``@inputs.json_handler()``.
     A non-POST is 405; a body :func:`loads` refuses, or an :class:`InputError`
@@ -112,7 +117,8 @@ def json_handler(max_bytes: int = LEARNER_BODY_LIMIT) -> Callable[[Callable[...,
                 response.allow = ("POST",)
                 return response
             try:
-                result = func(self, loads(request.body, max_bytes), suffix)
+                data = loads(request.body, max_bytes)
+                result = func(self, data, suffix, request) if pass_request else func(self, data, suffix)
             except InputError as error:
                 return error.response()
             except Exception as error:

@@ -381,27 +381,37 @@ def ticket_url(
     actor: str,
     read_only: bool,
     port: int | None = None,
+    terminal: bool = False,
     base_url: str | None = None,
-) -> str:
-    """Mint a ticket for the gateway and return the URL to open with it.
+) -> tuple[str, str]:
+    """Mint a ticket for the gateway; return the URL to open with it and the ticket's protocol.
 
-    Raises :class:`LabError` when the stack is not up.
+    The ticket is for the lab's own protocol (``stack.protocol``) at ``port``
+    (else the learner's stored choice; a port the lab no longer offers falls
+    back to the default endpoint).  ``terminal`` asks for a terminal of a
+    desktop lab instead: protocol ``ssh`` at the lab's own SSH login, which
+    every lab has (the gateway reaches desktops through it).  Raises
+    :class:`LabError` when the stack is not up.
     """
     settings = get_settings()
     if stack.status not in states.UP:
         raise LabError(_("Your lab is not running."))
-    port = port if port is not None else stack.port
-    if not fields.port_offered(port, stack.spec.get("ports")):
-        port = None  # a choice the lab no longer offers: the default endpoint
+    protocol = stack.protocol or "ssh"
+    if terminal and protocol != "ssh":
+        protocol, port = "ssh", None
+    else:
+        port = port if port is not None else stack.port
+        if not fields.port_offered(port, stack.spec.get("ports")):
+            port = None  # a choice the lab no longer offers: the default endpoint
     token = tickets.mint(
         settings.ticket_secret,
         stack_id=stack.pk,
         stack_name=stack.name,
         learner=stack.anonymous_user_id,
-        protocol=stack.protocol,
+        protocol=protocol,
         port=port,
         read_only=read_only,
         actor=actor,
         ttl=settings["ticket_ttl"],
     )
-    return f"{gateway_url(settings, base_url)}?{urlencode({'ticket': token})}"
+    return f"{gateway_url(settings, base_url)}?{urlencode({'ticket': token})}", protocol

@@ -129,6 +129,8 @@ DE = {
     "read-only": "nur lesen",
     "Connect to": "Verbinden mit",
     "Lab (default)": "Lab (Standard)",
+    "Desktop (default)": "Desktop (Standard)",
+    "Terminal": "Terminal",
     "Reset lab": "Lab zurücksetzen",
     "Lab start-up progress": "Startfortschritt des Labs",
     "Launching your lab…": "Ihr Lab wird gestartet …",

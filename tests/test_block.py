@@ -118,6 +118,38 @@ def test_ticket_only_for_a_running_lab_and_bound_to_the_learner(sent, settings):
     assert call(block, "get_ticket", method="GET")[0] == 405
 
 
+def test_a_desktop_lab_offers_a_terminal_of_the_same_lab(sent):
+    """``get_ticket {terminal: true}``: an SSH ticket at the lab's own login for a desktop lab, nothing else."""
+    block = make_block()
+    block.stack_protocol = "vnc"
+    block.read_only = True
+    block.ports = [{"name": "second", "number": 5902}]
+    call(block, "get_user_stack_status", {"initialize": True})
+    stack = Stack.objects.get()
+    bring_up(stack.pk)
+    Stack.objects.filter(pk=stack.pk).update(protocol="vnc", spec={"ports": [{"name": "second", "number": 5902}]})
+    assert call(block, "set_port", {"port": 5902}) == (200, {"port": 5902})
+    secret = get_settings().ticket_secret
+
+    def ticket(body):
+        code, answer = call(block, "get_ticket", body)
+        assert code == 200, answer
+        return answer["protocol"], tickets.verify(secret, answer["url"].split("ticket=")[1])
+
+    protocol, desktop = ticket({})
+    assert protocol == desktop.protocol == "vnc" and desktop.port == 5902
+    protocol, terminal = ticket({"terminal": True})
+    # The lab's SSH login (no port of the desktop's), as read-only as the block.
+    assert protocol == terminal.protocol == "ssh" and terminal.port is None and terminal.read_only is True
+    assert ticket({"terminal": False})[1].protocol == "vnc"
+    for body in ({"terminal": "yes"}, {"terminal": 1}, {"protocol": "ssh"}, {"port": 22}):
+        code, answer = call(block, "get_ticket", body)
+        assert code == 400 and "error" in answer, body
+    assert block.port == 5902  # a terminal leaves the learner's chosen desktop as it was
+    html = block.runtime.render(block, "student_view", {}).content
+    assert 'value="terminal"' in html and "Desktop (default)" in html
+
+
 def test_set_port_accepts_only_configured_ports(sent):
     block = make_block()
     assert call(block, "set_port", {"port": 8080}) == (200, {"port": 8080})

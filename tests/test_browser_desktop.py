@@ -5,7 +5,8 @@ canvas's pixels until the remote desktop shows (the terminal window's light
 background over the dark screen: a picture, not only a canvas element),
 clicks into the terminal window inside the desktop and types a command that
 writes a file, then finds that file in the lab's home; sends Ctrl+W from the
-"Send keys" menu to bash there.  It also sends text
+"Send keys" menu to bash there, and switches to a terminal of the same
+lab with the "Connect to" selector and back.  It also sends text
 through the page's clipboard box and pastes it in the lab (middle click),
 and checks that no VNC password or endpoint appears in the page.  Further
 tests: the read-only scenario, lab_resize_method reconnect, and a lab
@@ -180,6 +181,23 @@ def test_learner_sees_and_uses_a_linux_desktop(demo, output_dir):  # noqa: F811
             assert len(sockets) == 1, sockets
             narrower(page)
             assert len(sockets) == 1, sockets
+
+            # The selector offers a terminal of the same lab: a terminal ticket, typing reaches the same
+            # home; then back to the desktop, which shows the terminal window again.
+            page.select_option(".hastexo-port", "terminal")
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"][data-screen="terminal"]', timeout=30_000)
+            assert page.locator(".hastexo-desktop").is_hidden() and page.locator(".hastexo-desktop-tools").is_hidden()
+            page.click(".hastexo-terminal")
+            page.keyboard.type("echo from-the-terminal > switched.txt\n", delay=20)
+            assert os.path.dirname(wait_for_file(demo["var"], "switched.txt", "from-the-terminal")) == os.path.dirname(
+                path
+            )
+            page.select_option(".hastexo-port", "")
+            page.wait_for_selector('.hastexo-xblock[data-state="connected"][data-screen="desktop"]', timeout=30_000)
+            page.wait_for_function(
+                f"(({FIND_WINDOW})({list(TERMINAL_BG)}) || {{share: 0}}).share > 0.05", timeout=60_000
+            )
+            assert len(sockets) == 3, sockets
 
             content = page.content()
             assert "vnc.sock" not in content and "password" not in content.lower()

@@ -120,7 +120,7 @@ def test_studio_preview_shows_the_author_view_and_launches_no_lab():
     code, body = call(block, "get_user_stack_status", {"initialize": True})
     assert code == 409 and "do not run in Studio" in str(body)
     assert call(block, "check_progress", {})[0] == 409
-    assert block.handle("get_ticket", Request.blank("/", method="POST")).status_code == 409
+    assert block.handle("get_ticket", Request.blank("/", method="POST", body=b"{}")).status_code == 409
     assert Stack.objects.count() == 0
     # Even the learner's view, asked for by name in Studio, shows the preview.
     assert "HastexoXBlock" not in block.runtime.render(block, "student_view", {}).content

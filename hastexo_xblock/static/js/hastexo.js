@@ -1413,6 +1413,7 @@
       this.destroyed = false;
       this.wasAttached = false;
       this.labUp = false;
+      this.wantTerminal = false;
       this.idle = false;
       this.lastActivity = Date.now();
       this.lastAutoResume = 0;
@@ -1618,20 +1619,26 @@
       }
     }
     /* ---- ports ---- */
-    // Switch the connection to another of the lab's ports (a terminal or a desktop), without a reload.
+    // Switch the connection to another of the lab's ports (a terminal or a desktop), or to a terminal of a
+    // desktop lab ('terminal': no port of its own, so the learner's stored port is kept), without a reload.
     async selectPort(value) {
       const select = this.ui.portSelect;
-      const previous = this.config.port === null ? "" : String(this.config.port);
-      select.disabled = true;
-      try {
-        const data = await this.post("set_port", { port: value === "" ? null : Number(value) });
-        this.config.port = Number.isInteger(data.port) ? data.port : null;
-      } catch (error) {
-        select.value = previous;
-        this.view.showNotice(error.message || gettext("Could not switch to that port."), "port");
-        return;
-      } finally {
-        select.disabled = false;
+      const previous = this.wantTerminal ? "terminal" : this.config.port === null ? "" : String(this.config.port);
+      if (value === "terminal") {
+        this.wantTerminal = true;
+      } else {
+        select.disabled = true;
+        try {
+          const data = await this.post("set_port", { port: value === "" ? null : Number(value) });
+          this.config.port = Number.isInteger(data.port) ? data.port : null;
+          this.wantTerminal = false;
+        } catch (error) {
+          select.value = previous;
+          this.view.showNotice(error.message || gettext("Could not switch to that port."), "port");
+          return;
+        } finally {
+          select.disabled = false;
+        }
       }
       if (this.labUp && !this.hidden && !this.destroyed) {
         this.policy.reset();
@@ -1668,7 +1675,7 @@
       this.view.setProgress(1, this.policy.attempts ? gettext("Reconnecting to your lab…") : gettext("Connecting to your lab…"));
       let ticket;
       try {
-        ticket = await this.post("get_ticket", {});
+        ticket = await this.post("get_ticket", this.wantTerminal ? { terminal: true } : {});
       } catch (error) {
         if (generation !== this.connectGeneration || this.destroyed) {
           return;

@@ -44,6 +44,8 @@ export class HastexoLab {
     this.destroyed = false;
     this.wasAttached = false;
     this.labUp = false;
+    // A desktop lab's selector can ask for a terminal of the same lab instead (get_ticket {terminal: true}).
+    this.wantTerminal = false;
     this.idle = false;
     this.lastActivity = Date.now();
     this.lastAutoResume = 0;
@@ -272,20 +274,26 @@ export class HastexoLab {
 
   /* ---- ports ---- */
 
-  // Switch the connection to another of the lab's ports (a terminal or a desktop), without a reload.
+  // Switch the connection to another of the lab's ports (a terminal or a desktop), or to a terminal of a
+  // desktop lab ('terminal': no port of its own, so the learner's stored port is kept), without a reload.
   async selectPort(value) {
     const select = this.ui.portSelect;
-    const previous = this.config.port === null ? '' : String(this.config.port);
-    select.disabled = true;
-    try {
-      const data = await this.post('set_port', { port: value === '' ? null : Number(value) });
-      this.config.port = Number.isInteger(data.port) ? data.port : null;
-    } catch (error) {
-      select.value = previous;
-      this.view.showNotice(error.message || _('Could not switch to that port.'), 'port');
-      return;
-    } finally {
-      select.disabled = false;
+    const previous = this.wantTerminal ? 'terminal' : this.config.port === null ? '' : String(this.config.port);
+    if (value === 'terminal') {
+      this.wantTerminal = true;
+    } else {
+      select.disabled = true;
+      try {
+        const data = await this.post('set_port', { port: value === '' ? null : Number(value) });
+        this.config.port = Number.isInteger(data.port) ? data.port : null;
+        this.wantTerminal = false;
+      } catch (error) {
+        select.value = previous;
+        this.view.showNotice(error.message || _('Could not switch to that port.'), 'port');
+        return;
+      } finally {
+        select.disabled = false;
+      }
     }
     if (this.labUp && !this.hidden && !this.destroyed) {
       this.policy.reset();
@@ -327,7 +335,7 @@ export class HastexoLab {
     // A ticket is single use and short-lived: a fresh one for every attempt, never kept.
     let ticket;
     try {
-      ticket = await this.post('get_ticket', {});
+      ticket = await this.post('get_ticket', this.wantTerminal ? { terminal: true } : {});
     } catch (error) {
       if (generation !== this.connectGeneration || this.destroyed) {
         return;
