@@ -34,7 +34,7 @@ import asyncssh
 from .. import ssh
 from ..ssh import ConnectFailed, HostKeyMismatch, HostKeyNotPinned, SSHTarget, pinned_host_keys
 from ..ssh import SSHError as TerminalError
-from .transport import CoalescingConnector
+from .transport import CoalescingConnector, drop_empty_ignores
 
 __all__ = [
     "BufferedSession",
@@ -88,7 +88,7 @@ async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT
         raise HostKeyNotPinned(f"no pinned host key for {target.host}:{target.port}")
     if not target.host or not target.username:
         raise ConnectFailed("the stack has no SSH address or user")
-    return await ssh.connect(
+    conn = await ssh.connect(
         target,
         timeout=connect_timeout,
         encryption_algs=ENCRYPTION_ALGS,
@@ -99,6 +99,8 @@ async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT
         keepalive_interval=KEEPALIVE_INTERVAL,
         keepalive_count_max=KEEPALIVE_COUNT_MAX,
     )
+    drop_empty_ignores(conn)  # AES-GCM (preferred) needs no ignore packet before every keystroke
+    return conn
 
 
 class BufferedSession(asyncssh.SSHClientSession[bytes]):
