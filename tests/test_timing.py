@@ -47,6 +47,16 @@ def test_poll_retries_only_the_errors_it_is_told_to():
     assert timing.poll(probe, timing.Deadline.after(5), fast, retry_on=(ConnectionError,)) == "done"
     with pytest.raises(ValueError):
         timing.poll(lambda: (_ for _ in ()).throw(ValueError("no")), timing.Deadline.after(5), fast)
+    # A fatal subclass of a retried type is not retried: it propagates at the first try.
+    tries = []
+
+    def refused():
+        tries.append(1)
+        raise ConnectionRefusedError("not this one")
+
+    with pytest.raises(ConnectionRefusedError):
+        timing.poll(refused, timing.Deadline.after(5), fast, retry_on=(OSError,), fatal=(ConnectionRefusedError,))
+    assert tries == [1]
 
 
 def test_waiting_for_ssh_runs_on_the_same_clock(clock):

@@ -203,6 +203,7 @@ def test_no_secret_reaches_pages_responses_messages_or_logs(worker, caplog):
 def _slow_lab(tmp_path, ssh_lab, hastexo_settings, seconds):
     """Configure a slow provider shared with worker subprocesses, and short heartbeats for both processes."""
     slow = {"type": "slowfile", "root": str(tmp_path / "slow"), "seconds": seconds, "lab": list(ssh_lab.address)}
+    (tmp_path / "linux.yaml").write_text(TEMPLATE)  # the test's own worker reads templates from tmp_path
     # Short heartbeats keep the test short; HASTEXO_TEST_HEARTBEAT="10,45" runs it with the defaults.
     interval, timeout = (int(x) for x in os.environ.get("HASTEXO_TEST_HEARTBEAT", "1,4").split(","))
     times = {"heartbeat_interval": interval, "heartbeat_timeout": timeout}
