@@ -23,7 +23,7 @@ from hastexo_xblock.providers import get_provider
 
 from .fakes import creates
 from .test_block import call, make_block
-from .workers import TEMPLATE, WORKER_SETTINGS, Worker, delete_labs, start_worker, stop_worker  # noqa: F401 (for others)
+from .workers import TEMPLATE, WORKER_SETTINGS, Worker, delete_labs, start_worker, stop_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
