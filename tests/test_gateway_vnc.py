@@ -220,6 +220,25 @@ def test_desktop_input_counts_as_activity(gateway, desktop_lab, activity_interva
     assert viewer.suspend_by == early  # a read-only viewer's pointer is not the learner's activity
 
 
+def test_a_desktop_session_keeps_activity_writes_ahead_of_its_suspend_timeout(gateway, desktop_lab):
+    """As a terminal does: while it is open, the activity interval is at most a quarter of the lab's suspend_timeout."""
+    stack = desktop_stack(desktop_lab, suspend_timeout=8)
+
+    async def go() -> tuple[float, float]:
+        client = await open_desktop(gateway, ticket_for(stack, protocol="vnc"))
+        try:
+            open_interval = tracker.interval(30)
+        finally:
+            await client.ws.close()
+        for _ in range(50):
+            if tracker.interval(30) == 30:
+                break
+            await asyncio.sleep(0.1)
+        return open_interval, tracker.interval(30)
+
+    assert gateway.call(go(), timeout=30) == (2, 30)
+
+
 async def drain(ws: Any) -> tuple[list[Any], int | None]:
     """All messages until the gateway closes, and its close code."""
     messages = []

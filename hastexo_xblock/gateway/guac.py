@@ -46,8 +46,8 @@ from typing import Any
 from . import tickets
 from .activity import tracker
 from .protocol import CloseCode, ProtocolViolation
-from .session import MSG_CONNECT_FAILED, MSG_IDENTITY_CHANGED, MSG_INVALID, Receive, Send, WebsocketSession
-from .terminal import HostKeyMismatch, HostKeyNotPinned, SSHTarget, Stream, TerminalError
+from .session import MSG_INVALID, Receive, Send, WebsocketSession
+from .terminal import SSHTarget, Stream, TerminalError
 from .vnc import Endpoint, desktop_endpoint, open_stream
 
 logger = logging.getLogger(__name__)
@@ -417,33 +417,23 @@ class GuacSession(WebsocketSession):
             accept["subprotocol"] = self._subprotocol
         if not await self._send(accept):
             return
-        token = tracker.register(self._stack_id, self._on_down)
+        token = self._register()
         reader = asyncio.create_task(self._read_client(), name="gateway-guac-reader")
         tasks: list[asyncio.Task[Any]] = [reader]
         opened: tuple[GuacdConnection, Tunnel] | None = None
         opener = asyncio.create_task(self._open(), name="gateway-guac-open")
         tasks.append(opener)
         try:
-            await asyncio.wait({reader, self._down, opener}, return_when=asyncio.FIRST_COMPLETED)
-            if not opener.done():
-                if self._down.done():
-                    await self._stack_down()
-                elif self._violation is not None:
-                    await self._fail(MSG_INVALID, self._violation.code)
+            if not await self._step({reader, self._down, opener}, opener):
                 return
             try:
                 opened = opener.result()
-            except HostKeyMismatch as error:
-                logger.error("stack %s: SSH host key mismatch, connection refused: %s", self._stack_label, error)
-                await self._fail(MSG_IDENTITY_CHANGED, CloseCode.IDENTITY_CHANGED)
-                return
-            except HostKeyNotPinned as error:
-                logger.error("stack %s: refusing to connect: %s", self._stack_label, error)
-                await self._fail(MSG_CONNECT_FAILED, CloseCode.IDENTITY_CHANGED)
-                return
             except (TerminalError, GuacError, TimeoutError) as error:
-                logger.warning("stack %s: RDP session through guacd failed: %s", self._stack_label, error or "timeout")
-                await self._fail(MSG_GUACD_FAILED, CloseCode.CONNECT_FAILED)
+                if not await self._identity_refused(error):
+                    logger.warning(
+                        "stack %s: RDP session through guacd failed: %s", self._stack_label, error or "timeout"
+                    )
+                    await self._fail(MSG_GUACD_FAILED, CloseCode.CONNECT_FAILED)
                 return
             connection, _ = opened
             self._connection = connection
@@ -462,9 +452,7 @@ class GuacSession(WebsocketSession):
                 await self._fail(MSG_INVALID, self._violation.code)
         finally:
             tracker.unregister(token)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_tasks(tasks, quiet=(opener,))
             if opened is None and not opener.cancelled() and opener.exception() is None:
                 opened = opener.result()
             if opened is not None:

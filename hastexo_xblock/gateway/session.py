@@ -112,6 +112,72 @@ class WebsocketSession:
         await self._send_json({"type": "status", "status": self._down_status})
         await self._close(CloseCode.STACK_DOWN)
 
+    # --- the parts of run() every kind shares ---------------------------------------
+
+    def _register(self) -> int:
+        """Register with the activity tracker (with the stack's suspend timeout, which bounds its write interval)."""
+        return tracker.register(self._stack_id, self._on_down, self._suspend_timeout)
+
+    async def _step(self, waiting: set[asyncio.Future[Any]], step: asyncio.Future[Any]) -> bool:
+        """Wait for ``step``; ``False`` (after telling the browser why, if it is there) when the session ended first.
+
+        The session ends first when the browser goes away, breaks the protocol
+        or the stack goes down (all in ``waiting`` with ``step``).
+        """
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if step.done():
+            return True
+        if self._down.done():
+            await self._stack_down()
+        elif self._violation is not None:
+            await self._fail(MSG_INVALID, self._violation.code)
+        return False
+
+    async def _identity_refused(self, error: BaseException) -> bool:
+        """Answer a connection that failed on the lab's identity (close 4011); ``False`` for other errors."""
+        if isinstance(error, HostKeyMismatch):
+            logger.error("stack %s: SSH host key mismatch, connection refused: %s", self._stack_label, error)
+            await self._fail(MSG_IDENTITY_CHANGED, CloseCode.IDENTITY_CHANGED)
+            return True
+        if isinstance(error, HostKeyNotPinned):
+            # Nothing to verify the lab against: as final as a changed identity.
+            logger.error("stack %s: refusing to connect: %s", self._stack_label, error)
+            await self._fail(MSG_CONNECT_FAILED, CloseCode.IDENTITY_CHANGED)
+            return True
+        return False
+
+    async def _relay_ended(self, output: asyncio.Task[bool], lost: bool) -> None:
+        """Tell the browser how the relay ended, once the reader, the stack-down signal or ``output`` is done.
+
+        ``output`` returns ``True`` when the lab's side ended: lost (``lost``:
+        1011, unless the stack went down), the stack down (4010) or a normal
+        end (status ``closed``, 1000).  Otherwise the stack went down or the
+        browser broke the protocol; if the browser simply left, nothing is sent.
+        """
+        if output.done() and output.result():
+            if lost and not self._down.done():
+                await self._fail(MSG_CONNECT_FAILED, CloseCode.CONNECT_FAILED)
+            elif self._down.done():
+                await self._stack_down()
+            else:
+                await self._send_json({"type": "status", "status": "closed"})
+                await self._close(CloseCode.NORMAL)
+        elif self._down.done():
+            await self._stack_down()
+        elif self._violation is not None:
+            await self._fail(MSG_INVALID, self._violation.code)
+
+    async def _stop_tasks(
+        self, tasks: list[asyncio.Task[Any]], quiet: tuple[asyncio.Task[Any] | None, ...] = ()
+    ) -> None:
+        """Cancel and await ``tasks``; log what failed unexpectedly (the ``quiet`` ones' errors were answered)."""
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, result in zip(tasks, results, strict=True):
+            if isinstance(result, Exception) and task not in quiet:
+                logger.warning("stack %s: session task %s failed: %r", self._stack_label, task.get_name(), result)
+
 
 class TerminalSession(WebsocketSession):
     """One accepted websocket bound to one SSH shell on one stack.
@@ -204,7 +270,7 @@ class TerminalSession(WebsocketSession):
         """Accept, connect, pump until one side ends, then clean up.  Never raises for I/O errors."""
         if not await self._send({"type": "websocket.accept"}):
             return
-        token = tracker.register(self._stack_id, self._on_down, self._suspend_timeout)
+        token = self._register()
         reader = asyncio.create_task(self._read_client(), name="gateway-ws-reader")
         down = self._down
         tasks: list[asyncio.Task[Any]] = [reader]
@@ -216,27 +282,14 @@ class TerminalSession(WebsocketSession):
             # a resize the browser sends on open usually arrives in time to be the initial one.
             opener = asyncio.create_task(self._open_terminal(), name="gateway-ssh-open")
             tasks.append(opener)
-            await asyncio.wait({reader, down, opener}, return_when=asyncio.FIRST_COMPLETED)
-            if not opener.done():
-                if down.done():
-                    await self._stack_down()
-                elif self._violation is not None:
-                    await self._fail(MSG_INVALID, self._violation.code)
+            if not await self._step({reader, down, opener}, opener):
                 return  # browser gone, protocol broken or stack down; `finally` cancels the connect
             try:
                 terminal = opener.result()
-            except HostKeyMismatch as error:
-                logger.error("stack %s: SSH host key mismatch, connection refused: %s", self._stack_label, error)
-                await self._fail(MSG_IDENTITY_CHANGED, CloseCode.IDENTITY_CHANGED)
-                return
-            except HostKeyNotPinned as error:
-                # Nothing to verify the lab against: as final as a changed identity.
-                logger.error("stack %s: refusing to connect: %s", self._stack_label, error)
-                await self._fail(MSG_CONNECT_FAILED, CloseCode.IDENTITY_CHANGED)
-                return
             except TerminalError as error:
-                logger.warning("stack %s: SSH connection failed: %s", self._stack_label, error)
-                await self._fail(MSG_CONNECT_FAILED, CloseCode.CONNECT_FAILED)
+                if not await self._identity_refused(error):
+                    logger.warning("stack %s: SSH connection failed: %s", self._stack_label, error)
+                    await self._fail(MSG_CONNECT_FAILED, CloseCode.CONNECT_FAILED)
                 return
 
             # Typed while connecting: deliver in order before new input goes straight through.
@@ -258,28 +311,11 @@ class TerminalSession(WebsocketSession):
             output = asyncio.create_task(self._pump_output(terminal), name="gateway-ssh-output")
             tasks.append(output)
             await asyncio.wait({reader, down, output}, return_when=asyncio.FIRST_COMPLETED)
-            if output.done() and output.result():
-                if terminal.lost and not down.done():
-                    await self._fail(MSG_CONNECT_FAILED, CloseCode.CONNECT_FAILED)
-                elif down.done():
-                    await self._stack_down()
-                else:
-                    await self._send_json({"type": "status", "status": "closed"})
-                    await self._close(CloseCode.NORMAL)
-            elif down.done():
-                await self._stack_down()
-            elif self._violation is not None:
-                await self._fail(MSG_INVALID, self._violation.code)
-            # else: the browser went away.
+            await self._relay_ended(output, terminal.lost)
         finally:
             tracker.unregister(token)
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for task, result in zip(tasks, results, strict=True):
-                # The opener's errors were reported above (or no longer matter: the session was over).
-                if isinstance(result, Exception) and task is not opener:
-                    logger.warning("stack %s: session task failed: %r", self._stack_label, result)
+            # The opener's errors were answered above (or no longer matter: the session was over).
+            await self._stop_tasks(tasks, quiet=(opener,))
             if terminal is None and opener is not None and not opener.cancelled() and opener.exception() is None:
                 terminal = opener.result()  # opened just as the session was ending
             if terminal is not None:

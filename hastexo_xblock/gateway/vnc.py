@@ -64,7 +64,6 @@ from .activity import tracker
 from .protocol import CloseCode, Ping, ProtocolViolation, parse_control
 from .session import (
     MSG_CONNECT_FAILED,
-    MSG_IDENTITY_CHANGED,
     MSG_INVALID,
     Message,
     Receive,
@@ -76,8 +75,6 @@ from .terminal import (
     SESSION_TIMEOUT,
     BufferedSession,
     ConnectFailed,
-    HostKeyMismatch,
-    HostKeyNotPinned,
     SSHTarget,
     Stream,
     TerminalError,
@@ -365,12 +362,13 @@ class VncSession(WebsocketSession):
             accept["subprotocol"] = self._subprotocol
         if not await self._send(accept):
             return
-        token = tracker.register(self._stack_id, self._on_down)
+        token = self._register()
         reader = asyncio.create_task(self._read_client(), name="gateway-vnc-reader")
         down = self._down
         tasks: list[asyncio.Task[Any]] = [reader]
         stream: Stream | None = None
         opener: asyncio.Task[tuple[Stream, bytes]] | None = None
+        handshake: asyncio.Task[None] | None = None
         try:
             await self._send_json({"type": "status", "status": "connecting"})
             opener = asyncio.create_task(self._open(), name="gateway-vnc-open")
@@ -401,51 +399,21 @@ class VncSession(WebsocketSession):
             output = asyncio.create_task(self._pump_output(stream, early), name="gateway-vnc-output")
             tasks.append(output)
             await asyncio.wait({reader, down, output}, return_when=asyncio.FIRST_COMPLETED)
-            if output.done() and output.result():
-                if stream.lost and not down.done():
-                    await self._fail(MSG_CONNECT_FAILED, CloseCode.CONNECT_FAILED)
-                elif down.done():
-                    await self._stack_down()
-                else:
-                    await self._send_json({"type": "status", "status": "closed"})
-                    await self._close(CloseCode.NORMAL)
-            elif down.done():
-                await self._stack_down()
-            elif self._violation is not None:
-                await self._fail(MSG_INVALID, self._violation.code)
+            await self._relay_ended(output, stream.lost)
         finally:
             tracker.unregister(token)
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for task, result in zip(tasks, results, strict=True):
-                if isinstance(result, Exception) and task is not opener and task.get_name() != "gateway-vnc-client":
-                    logger.warning("stack %s: desktop session task failed: %r", self._stack_label, result)
+            # The opener's and the browser handshake's errors were answered above.
+            await self._stop_tasks(tasks, quiet=(opener, handshake))
             if stream is None and opener is not None and not opener.cancelled() and opener.exception() is None:
                 stream = opener.result()[0]
             if stream is not None:
                 await stream.close()
             logger.info("stack %s: desktop session ended", self._stack_label)
 
-    async def _step(self, waiting: set[asyncio.Future[Any]], step: asyncio.Future[Any]) -> bool:
-        """Wait for ``step``; ``False`` (after telling the browser why, if it is there) when the session ended first."""
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if step.done():
-            return True
-        if self._down.done():
-            await self._stack_down()
-        elif self._violation is not None:
-            await self._fail(MSG_INVALID, self._violation.code)
-        return False
-
     async def _connect_failed(self, error: BaseException) -> None:
-        if isinstance(error, HostKeyMismatch):
-            logger.error("stack %s: SSH host key mismatch, connection refused: %s", self._stack_label, error)
-            await self._fail(MSG_IDENTITY_CHANGED, CloseCode.IDENTITY_CHANGED)
-        elif isinstance(error, HostKeyNotPinned):
-            logger.error("stack %s: refusing to connect: %s", self._stack_label, error)
-            await self._fail(MSG_CONNECT_FAILED, CloseCode.IDENTITY_CHANGED)
-        elif isinstance(error, rfb.RFBError):
+        if await self._identity_refused(error):
+            return
+        if isinstance(error, rfb.RFBError):
             logger.warning("stack %s: VNC handshake with %s failed: %s", self._stack_label, self._endpoint, error)
             await self._fail(MSG_DESKTOP_FAILED, CloseCode.CONNECT_FAILED)
         else:
