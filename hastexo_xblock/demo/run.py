@@ -31,6 +31,9 @@ PROJECT = os.path.dirname(os.path.dirname(HERE))
 VENV = os.environ.get("HASTEXO_VENV", os.path.join(PROJECT, ".venv"))
 VENV_PYTHON = os.path.join(VENV, "bin", "python")
 SCENARIO = "hastexo.0"
+#: The "Linux desktop" scenarios (block.py's workbench_scenarios, in that order).
+DESKTOP_SCENARIO = "hastexo.1"
+READ_ONLY_DESKTOP_SCENARIO = "hastexo.2"
 
 
 def say(message: str) -> None:
@@ -197,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
             command, env=env, cwd=var, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
     url = f"http://{args.host}:{args.port}/scenario/{SCENARIO}/"
+    desktop_url = f"http://{args.host}:{args.port}/scenario/{DESKTOP_SCENARIO}/"
+    readonly_url = f"http://{args.host}:{args.port}/scenario/{READ_ONLY_DESKTOP_SCENARIO}/"
     stopping = False
 
     def stop(*_args: object) -> None:
@@ -214,7 +219,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\n  hastexo_xblock demo is running.\n\n"
             f'  Open the "Linux basics" lab:  {url}\n'
-            f"  (as another learner: {url}?student=alice)\n\n"
+            f"  (as another learner: {url}?student=alice)\n"
+            f'  The "Linux desktop" lab:      {desktop_url}?student=desktop\n'
+            f"  (watched only: {readonly_url}?student=desktop; the workbench has one lab per learner,\n"
+            f"  so open the desktop as another learner than the terminal)\n\n"
             f"  Labs: {labs}\n"
             f"  Logs: {logs}    Stop: Ctrl-C\n",
             flush=True,
