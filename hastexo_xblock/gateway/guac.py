@@ -322,24 +322,10 @@ class GuacSession(WebsocketSession):
 
     # --- browser → guacd ------------------------------------------------------------
 
-    async def _read_client(self) -> None:
-        while True:
-            message = await self._receive()
-            kind = message.get("type")
-            if kind == "websocket.disconnect":
-                self._client_gone = True
-                return
-            if kind != "websocket.receive":
-                continue
-            try:
-                text = message.get("text")
-                if text is None:
-                    raise ProtocolViolation(CloseCode.INVALID_MESSAGE, "binary message on a Guacamole tunnel")
-                await self._input(text)
-            except ProtocolViolation as violation:
-                logger.info("stack %s: closing: %s", self._stack_label, violation.reason)
-                self._violation = violation
-                return
+    async def _received(self, data: bytes | None, text: str | None) -> None:
+        if text is None:
+            raise ProtocolViolation(CloseCode.INVALID_MESSAGE, "binary message on a Guacamole tunnel")
+        await self._input(text)
 
     async def _input(self, text: str) -> None:
         try:

@@ -112,6 +112,38 @@ class WebsocketSession:
         await self._send_json({"type": "status", "status": self._down_status})
         await self._close(CloseCode.STACK_DOWN)
 
+    # --- browser → lab ------------------------------------------------------------
+
+    async def _read_client(self) -> None:
+        """Read websocket messages until the browser disconnects or breaks the protocol.
+
+        Each message goes to :meth:`_received`; a :class:`ProtocolViolation`
+        it raises ends the reading and is kept in ``_violation`` for
+        ``run()`` to answer with its close code.
+        """
+        while True:
+            message = await self._receive()
+            kind = message.get("type")
+            if kind == "websocket.disconnect":
+                self._client_gone = True
+                self._client_left()
+                return
+            if kind != "websocket.receive":
+                continue
+            try:
+                await self._received(message.get("bytes"), message.get("text"))
+            except ProtocolViolation as violation:
+                logger.info("stack %s: closing: %s", self._stack_label, violation.reason)
+                self._violation = violation
+                return
+
+    async def _received(self, data: bytes | None, text: str | None) -> None:
+        """One websocket message from the browser: binary ``data`` or ``text``; raise ProtocolViolation."""
+        raise NotImplementedError
+
+    def _client_left(self) -> None:
+        """The browser disconnected (a hook for sessions that must wake a waiting handshake)."""
+
     # --- the parts of run() every kind shares ---------------------------------------
 
     def _register(self) -> int:
@@ -200,27 +232,12 @@ class TerminalSession(WebsocketSession):
 
     # --- browser → lab ------------------------------------------------------------
 
-    async def _read_client(self) -> None:
-        """Read websocket messages until the browser disconnects or breaks the protocol."""
-        while True:
-            message = await self._receive()
-            kind = message.get("type")
-            if kind == "websocket.disconnect":
-                self._client_gone = True
-                return
-            if kind != "websocket.receive":
-                continue
-            try:
-                data = message.get("bytes")
-                if data is not None:
-                    check_input(data)
-                    await self._input(data)
-                else:
-                    await self._control(message.get("text") or "")
-            except ProtocolViolation as violation:
-                logger.info("stack %s: closing: %s", self._stack_label, violation.reason)
-                self._violation = violation
-                return
+    async def _received(self, data: bytes | None, text: str | None) -> None:
+        if data is not None:
+            check_input(data)
+            await self._input(data)
+        else:
+            await self._control(text or "")
 
     async def _input(self, data: bytes) -> None:
         if self._read_only or not data:

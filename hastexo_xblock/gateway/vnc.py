@@ -256,29 +256,14 @@ class VncSession(WebsocketSession):
 
     # --- browser → lab ------------------------------------------------------------
 
-    async def _read_client(self) -> None:
-        """Read websocket messages until the browser disconnects or breaks the protocol."""
-        while True:
-            message = await self._receive()
-            kind = message.get("type")
-            if kind == "websocket.disconnect":
-                self._client_gone = True
-                self._inbox.put(b"")
-                return
-            if kind != "websocket.receive":
-                continue
-            try:
-                data = message.get("bytes")
-                if data is not None:
-                    await self._input(data)
-                else:
-                    control = parse_control(message.get("text") or "")
-                    if isinstance(control, Ping):
-                        await self._send_json({"type": "pong"})
-            except ProtocolViolation as violation:
-                logger.info("stack %s: closing: %s", self._stack_label, violation.reason)
-                self._violation = violation
-                return
+    async def _received(self, data: bytes | None, text: str | None) -> None:
+        if data is not None:
+            await self._input(data)
+        elif isinstance(parse_control(text or ""), Ping):
+            await self._send_json({"type": "pong"})
+
+    def _client_left(self) -> None:
+        self._inbox.put(b"")  # wakes a browser handshake waiting for bytes that will not come
 
     async def _input(self, data: bytes) -> None:
         if self._stream is None:
