@@ -34,7 +34,7 @@ from hastexo_xblock.gateway import guac
 from . import test_gateway, test_gateway_vnc
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from .test_gateway import ticket_for
-from .test_gateway_guac import ARGS
+from .test_gateway_guac import ARGS, instruction_reader
 from .test_gateway_vnc import desktop_stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
@@ -79,17 +79,7 @@ class DrawingGuacd:
         return [instruction[0] for instruction in list(self.received)]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = guac.Parser()
-        queue: list[list[str]] = []
-
-        async def next_instruction() -> list[str]:
-            while not queue:
-                data = await reader.read(65536)
-                if not data:
-                    raise EOFError
-                queue.extend(parser.feed(data.decode())[1])
-            return queue.pop(0)
-
+        next_instruction = instruction_reader(reader)
         try:
             if await next_instruction() != ["select", "rdp"]:
                 self.problems.append("no select rdp")

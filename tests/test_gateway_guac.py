@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -33,6 +33,22 @@ gateway = test_gateway.gateway
 desktop_lab = test_gateway_vnc.desktop_lab
 
 ARGS = ["VERSION_1_5_0", "hostname", "port", "username", "password", "read-only", "security", "ignore-cert", "domain"]
+
+
+def instruction_reader(reader: asyncio.StreamReader) -> Callable[[], Awaitable[list[str]]]:
+    """What a guacd reads from the gateway: one whole instruction per call (``EOFError`` at the end)."""
+    parser = guac.Parser()
+    queue: list[list[str]] = []
+
+    async def next_instruction() -> list[str]:
+        while not queue:
+            data = await reader.read(65536)
+            if not data:
+                raise EOFError
+            queue.extend(parser.feed(data.decode())[1])
+        return queue.pop(0)
+
+    return next_instruction
 
 
 class FakeGuacd:
@@ -57,17 +73,7 @@ class FakeGuacd:
         self.thread.join(10)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = guac.Parser()
-        queue: list[list[str]] = []
-
-        async def next_instruction() -> list[str]:
-            while not queue:
-                data = await reader.read(65536)
-                if not data:
-                    raise EOFError
-                queue.extend(parser.feed(data.decode())[1])
-            return queue.pop(0)
-
+        next_instruction = instruction_reader(reader)
         try:
             seen: dict[str, Any] = {}
             select = await next_instruction()
