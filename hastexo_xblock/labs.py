@@ -252,8 +252,6 @@ def status(
         refusal, notice = _usage_check(stack, settings)
         if refusal:
             return {**view(stack), "failed": True, "blocked": True, "error_msg": refusal}
-
-    if (initialize or reset) and stack.status not in states.UP | states.PENDING:
         refusal = _provider_refusal(stack, spec, settings)
         if refusal:
             return {**view(stack), "failed": True, "error_msg": refusal}
