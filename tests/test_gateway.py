@@ -1011,3 +1011,53 @@ def test_pinned_host_key_parsing(keys: Keys) -> None:
     assert len(pinned_host_keys(f"{line}\n{Keys.public_line(keys.other_host)}\n")) == 2
     for unusable in ("", "   ", "# comment", "ssh-ed25519 not-base64!", "garbage"):
         assert pinned_host_keys(unusable) == []
+
+
+def test_keystrokes_and_output_keep_their_order_on_both_paths(
+    gateway: Gateway, lab: LabServer, keys: Keys, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keystrokes go straight to the lab or through the queue (behind a resize, say); output straight to
+    the socket or through the pump (within the frame budget).  Whichever way each takes, nothing overtakes."""
+    from hastexo_xblock.gateway.session import TerminalSession
+
+    paths = {"direct": 0, "queued": 0}
+    input_nowait, queued_input = TerminalSession._input_nowait, TerminalSession._input
+
+    def counting_nowait(self: TerminalSession, data: bytes) -> bool:
+        taken = input_nowait(self, data)
+        paths["direct"] += taken
+        return taken
+
+    async def counting_input(self: TerminalSession, data: bytes) -> None:
+        paths["queued"] += 1
+        await queued_input(self, data)
+
+    monkeypatch.setattr(TerminalSession, "_input_nowait", counting_nowait)
+    monkeypatch.setattr(TerminalSession, "_input", counting_input)
+    stack = make_stack(keys, lab)
+    typed_file = tmp_path / f"typed-{uuid.uuid4().hex}"
+    keystrokes = [chr(ord("a") + index % 26) for index in range(400)]
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        await term.type(f"stty -echo; cat > {typed_file}; stty echo; echo cat-done-$((1+1))\r")
+        await asyncio.sleep(0.3)
+        for index, key in enumerate(keystrokes):
+            await term.type(key)
+            if index % 37 == 0:
+                await term.control({"type": "resize", "cols": 80 + index % 7, "rows": 24})
+        await term.type("\r\x04")
+        await term.expect_output(rb"cat-done-2\r\n")
+
+        mark = len(term.output)
+        await term.type("seq 1 60000; echo seq-done-$((1+1))\r")
+        done = await term.expect_output(rb"seq-done-2\r\n", start=mark, timeout=30)
+        # Each number ends a line; the line of "1" may start with bash's bracketed-paste reset.
+        numbers = re.findall(rb"(?<![\d-])(\d+)\r\n", bytes(term.output[mark : done.start()]))
+        assert [int(n) for n in numbers] == list(range(1, 60001))
+        await term.ws.close()
+
+    asyncio.run(scenario())
+    assert typed_file.read_text() == "".join(keystrokes) + "\n"
+    assert paths["direct"] > 0 and paths["queued"] > 0, paths

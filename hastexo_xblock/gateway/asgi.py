@@ -77,6 +77,7 @@ from .guac import GuacSession
 from .protocol import CloseCode
 from .session import MSG_NOT_RUNNING, MSG_PORT_NOT_OFFERED, MSG_UNSUPPORTED, TerminalSession, WebsocketSession
 from .vnc import VncSession
+from .wsprotocol import DIRECT
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
             receive, send, ticket, stack, subprotocol=vnc.SUBPROTOCOL if vnc.SUBPROTOCOL in offered else None
         )
     else:
-        session = TerminalSession(receive, send, ticket, stack)
+        session = TerminalSession(receive, send, ticket, stack, (scope.get("extensions") or {}).get(DIRECT))
     # This frame lives as long as the session: keep neither the row (decrypted key, spec) nor the ticket.
     del stack, ticket, token, query
     await session.run()

@@ -11,7 +11,8 @@ Why these settings (see the README's measurements):
   (``loop``/``http`` ``"auto"``);
 * the websocket implementation is uvicorn's ``websockets-sansio`` (no
   deprecated legacy protocol, no drain race between the output pump and
-  keepalive pongs, less memory per connection);
+  keepalive pongs, less memory per connection), in the gateway's variant
+  that does not pause reading after every message (:mod:`.wsprotocol`);
 * permessage-deflate is off: terminal bytes are small, compressing them costs
   far more CPU than the bytes it saves on any network a course runs on;
 * the server's keepalive pings allow a browser to stall (a background tab, a
@@ -34,7 +35,7 @@ from typing import Any
 from . import protocol
 
 APP = "hastexo_xblock.gateway.asgi:application"
-WS_IMPLEMENTATION = "websockets-sansio"
+WS_IMPLEMENTATION = "hastexo_xblock.gateway.wsprotocol:GatewayWebSocketProtocol"
 #: Seconds between the server's websocket pings, and how long a browser may take to answer.
 WS_PING_INTERVAL = 30.0
 WS_PING_TIMEOUT = 60.0
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--root-path", default="", help="path prefix the load balancer strips, if any")
     parser.add_argument(
-        "--ws", default=WS_IMPLEMENTATION, help="uvicorn websocket implementation (measured: websockets-sansio)"
+        "--ws", default=WS_IMPLEMENTATION, help="uvicorn websocket implementation (default: the measured one)"
     )
     args = parser.parse_args(argv)
     if args.settings:

@@ -7,6 +7,13 @@ is coalesced so that a session sends at most one frame per
 :data:`FRAME_BUDGET` while it streams, whereas the first chunk after a pause
 (a keystroke's echo) goes out at once.
 
+Under the gateway's own uvicorn protocol (:mod:`.wsprotocol`) the keystroke
+and its echo take a shorter way still: the keystroke goes to the SSH channel
+from the websocket protocol's callback, the echo to the socket from
+asyncssh's, with no task woken in between.  Whatever that way declines
+(output within the frame budget, a socket or SSH window that would make a
+send wait, anything but plain input) takes the ASGI path above.
+
 Flow control is end to end: the output pump awaits each ``send``, which
 uvicorn holds while the browser's socket is full; meanwhile the terminal's
 buffer fills, pauses the SSH channel, and asyncssh stops granting the lab
@@ -19,13 +26,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..conf import get_settings
 from . import tickets
 from .activity import suspend_timeout_for, tracker
-from .protocol import CloseCode, Ping, ProtocolViolation, check_input, parse_control
+from .protocol import MAX_INPUT_BYTES, CloseCode, Ping, ProtocolViolation, check_input, parse_control
 from .terminal import DEFAULT_SIZE, HostKeyMismatch, HostKeyNotPinned, SSHTarget, Terminal, TerminalError
+
+if TYPE_CHECKING:
+    from .wsprotocol import DirectAccess
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +65,12 @@ class WebsocketSession:
     implement ``run()``; they must register with the activity tracker with :meth:`_on_down`.
     """
 
-    def __init__(self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any) -> None:
+    def __init__(
+        self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any, direct: DirectAccess | None = None
+    ) -> None:
+        #: The server's way past the ASGI queue, when it offers one (see :mod:`.wsprotocol`).
+        self._direct = direct
+        self._loop = asyncio.get_running_loop()
         self._receive = receive
         self._send_raw = send
         self._stack_id: int = stack.pk
@@ -66,7 +81,7 @@ class WebsocketSession:
         self._client_gone = False
         self._closed = False
         #: Resolved by the activity tracker when the stack is no longer up (a future, not a task).
-        self._down: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._down: asyncio.Future[None] = self._loop.create_future()
         self._down_status = ""
         self._violation: ProtocolViolation | None = None
 
@@ -219,10 +234,14 @@ class TerminalSession(WebsocketSession):
     activity tracker, whatever ended it.
     """
 
-    def __init__(self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any) -> None:
+    def __init__(
+        self, receive: Receive, send: Send, ticket: tickets.Ticket, stack: Any, direct: DirectAccess | None = None
+    ) -> None:
         """Bind to ``stack``; the SSH endpoint is the ticket's port if it has one (the caller
         has checked it), else the stack's ``ssh_port``."""
-        super().__init__(receive, send, ticket, stack)
+        super().__init__(receive, send, ticket, stack, direct)
+        #: Loop time of the last output frame (the frame budget counts from it).
+        self._last_sent = -1.0
         #: Dropped once connected: the private key need not stay in memory for the whole session.
         self._target: SSHTarget | None = SSHTarget.from_stack(stack, port=ticket.port)
         self._port = self._target.port
@@ -252,6 +271,22 @@ class TerminalSession(WebsocketSession):
         else:
             logger.debug("stack %s: input before the shell was up dropped", self._stack_label)
 
+    def _input_nowait(self, data: bytes) -> bool:
+        """The direct path of :meth:`_input` (see :class:`.wsprotocol.DirectAccess`): ``True`` if done.
+
+        Declines (``False``, so the message takes the queue and :meth:`_input`)
+        whatever is not plain input the lab's window takes at once: read-only
+        input, oversized messages (the queue path answers those), input while
+        the lab is not reading.
+        """
+        terminal = self._terminal
+        if terminal is None or self._read_only or not data or len(data) > MAX_INPUT_BYTES:
+            return False
+        if not terminal.write_nowait(data):
+            return False
+        tracker.record(self._stack_id, self._suspend_timeout)
+        return True
+
     async def _control(self, text: str) -> None:
         control = parse_control(text)
         if isinstance(control, Ping):
@@ -263,15 +298,34 @@ class TerminalSession(WebsocketSession):
 
     # --- lab → browser --------------------------------------------------------------
 
+    def _output_nowait(self, data: bytes) -> bool:
+        """The direct path of :meth:`_pump_output`: send ``data`` now if nothing asks for waiting; ``True`` if sent.
+
+        Declines while a frame went out less than :data:`FRAME_BUDGET` ago (the
+        pump then gathers what streams in), while another send is under way,
+        and whenever the socket would make a send wait (the pump's awaited
+        send is the flow control).
+        """
+        direct = self._direct
+        if direct is None or self._client_gone or self._closed or self._send_lock.locked():
+            return False
+        now = self._loop.time()
+        if now < self._last_sent + FRAME_BUDGET or not direct.send_binary_nowait(data):
+            return False
+        self._last_sent = now
+        return True
+
     async def _pump_output(self, terminal: Terminal) -> bool:
-        """Copy shell output to the browser; ``True`` if the shell ended, ``False`` if the browser left."""
-        loop = asyncio.get_running_loop()
-        last_sent = -1.0
+        """Copy shell output to the browser; ``True`` if the shell ended, ``False`` if the browser left.
+
+        Output the direct path (:meth:`_output_nowait`) declined lands here.
+        """
+        loop = self._loop
         while True:
             data = await terminal.read()
             if not data:
                 return True
-            wait = last_sent + FRAME_BUDGET - loop.time()
+            wait = self._last_sent + FRAME_BUDGET - loop.time()
             if wait > 0 and len(data) < COALESCE_BELOW:
                 # Output is streaming: gather what else arrives within this frame's budget.
                 await asyncio.sleep(wait)
@@ -279,7 +333,8 @@ class TerminalSession(WebsocketSession):
             # Awaiting the send is the flow control: we read no more than the browser takes.
             if not await self._send({"type": "websocket.send", "bytes": data}):
                 return False
-            last_sent = loop.time()
+            self._last_sent = loop.time()
+            terminal.passed_on()
 
     # --- the whole session ------------------------------------------------------------
 
@@ -315,6 +370,10 @@ class TerminalSession(WebsocketSession):
                 self._pending.clear()
                 await terminal.write(data)
             self._terminal = terminal
+            if self._direct is not None:
+                # Keystrokes and their echo skip the ASGI queue and the pump's wake-up.
+                terminal.set_sink(self._output_nowait)
+                self._direct.set_binary_sink(self._input_nowait)
             if self._size != terminal.size:
                 terminal.resize(*self._size)
             if self._client_gone or reader.done():
@@ -331,6 +390,8 @@ class TerminalSession(WebsocketSession):
             await self._relay_ended(output, terminal.lost)
         finally:
             tracker.unregister(token)
+            if self._direct is not None:
+                self._direct.set_binary_sink(None)
             # The opener's errors were answered above (or no longer matter: the session was over).
             await self._stop_tasks(tasks, quiet=(opener,))
             if terminal is None and opener is not None and not opener.cancelled() and opener.exception() is None:

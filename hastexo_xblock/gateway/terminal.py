@@ -34,7 +34,7 @@ import asyncssh
 from .. import ssh
 from ..ssh import ConnectFailed, HostKeyMismatch, HostKeyNotPinned, SSHTarget, pinned_host_keys
 from ..ssh import SSHError as TerminalError
-from .transport import CoalescingConnector, drop_empty_ignores
+from .transport import drop_empty_ignores
 
 __all__ = [
     "BufferedSession",
@@ -92,8 +92,6 @@ async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT
         target,
         timeout=connect_timeout,
         encryption_algs=ENCRYPTION_ALGS,
-        # One send per loop pass instead of one per SSH packet (see .transport).
-        tunnel=CoalescingConnector(),
         # Terminal bytes are small or already dense; zlib would only cost CPU on loopback/LAN.
         compression_algs=None,
         keepalive_interval=KEEPALIVE_INTERVAL,
@@ -106,15 +104,16 @@ async def connect(target: SSHTarget, *, connect_timeout: float = CONNECT_TIMEOUT
 class BufferedSession(asyncssh.SSHClientSession[bytes]):
     """Receives a channel's output (a shell's or a forwarded socket's) into one buffer, by callback.
 
-    asyncssh calls :meth:`data_received` from its packet handling; the buffer is
-    handed out whole by :meth:`Terminal.read`, so many SSH packets become one
+    asyncssh calls :meth:`data_received` from its packet handling; the bytes
+    go to :attr:`sink` if one is set and takes them, else into the buffer,
+    which :meth:`Stream.read` hands out whole, so many SSH packets become one
     read.  Above :data:`HIGH_WATER` the channel is paused until the next read: asyncssh then stops
     granting window to the server, which is the end-to-end backpressure.
     """
 
     # Hundreds of these live in one process: no per-instance dict, and waiters are
     # futures made only while someone waits (an asyncio.Event costs a deque each).
-    __slots__ = ("buffer", "channel", "ended", "lost", "paused", "reader", "writer")
+    __slots__ = ("buffer", "channel", "ended", "held", "lost", "paused", "reader", "sink", "writer")
 
     def __init__(self) -> None:
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
@@ -125,6 +124,10 @@ class BufferedSession(asyncssh.SSHClientSession[bytes]):
         self.paused = False
         self.ended = False
         self.lost = False
+        #: Offered output first, while nothing is buffered or held; returns whether it took it.
+        self.sink: Callable[[bytes], bool] | None = None
+        #: The reader took output it has not passed on yet: later output must queue behind it.
+        self.held = False
 
     def _wake_reader(self) -> None:
         if self.reader is not None and not self.reader.done():
@@ -139,6 +142,8 @@ class BufferedSession(asyncssh.SSHClientSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         # stdout and (if a server sends it separately despite the PTY) stderr alike.
+        if self.sink is not None and not self.buffer and not self.held and self.sink(data):
+            return
         self.buffer += data
         if len(self.buffer) >= HIGH_WATER and not self.paused and self.channel is not None:
             self.paused = True
@@ -221,12 +226,42 @@ class Stream:
     def read_nowait(self) -> bytes:
         """All output received so far (possibly ``b""``), without waiting."""
         session = self._session
+        session.held = True  # before resume_reading() below can deliver more
         data = bytes(session.buffer)
         session.buffer.clear()
         if session.paused and not session.ended:
             session.paused = False
             self._channel.resume_reading()  # may deliver buffered data into the buffer at once
         return data
+
+    def set_sink(self, sink: Callable[[bytes], bool] | None) -> None:
+        """Offer output to ``sink(data)`` as it arrives, before buffering it; ``None`` stops that.
+
+        ``sink`` returns whether it took the bytes; if not, they are buffered
+        for :meth:`read` as usual.  It is offered output only while nothing is
+        buffered and nothing :meth:`read` returned is still held (see
+        :meth:`passed_on`), so output never overtakes output.
+        """
+        self._session.sink = sink
+
+    def passed_on(self) -> None:
+        """The output returned by the last :meth:`read` has been delivered: the sink may take output again."""
+        self._session.held = False
+
+    def write_nowait(self, data: bytes) -> bool:
+        """Send ``data`` to the shell if the channel's window takes it now; ``False`` (nothing sent) if not.
+
+        ``False`` means the caller must use :meth:`write`, which waits.
+        """
+        session = self._session
+        if self._closed or session.ended or session.writer is not None:
+            return False
+        try:
+            self._channel.write(data)
+        except (asyncssh.Error, OSError, BrokenPipeError) as error:
+            # As in write(): the output side notices the end and closes the session.
+            logger.debug("SSH session write failed: %s", type(error).__name__)
+        return True
 
     async def write(self, data: bytes) -> None:
         """Send input bytes to the shell, waiting while the channel's window is full."""
