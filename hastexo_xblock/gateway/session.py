@@ -282,6 +282,8 @@ class TerminalSession(WebsocketSession):
         terminal = self._terminal
         if terminal is None or self._read_only or not data or len(data) > MAX_INPUT_BYTES:
             return False
+        if self._violation is not None or self._client_gone:
+            return False  # the session is ending: nothing more reaches the lab (as on the queue path)
         if not terminal.write_nowait(data):
             return False
         tracker.record(self._stack_id, self._suspend_timeout)
@@ -397,6 +399,7 @@ class TerminalSession(WebsocketSession):
             if terminal is None and opener is not None and not opener.cancelled() and opener.exception() is None:
                 terminal = opener.result()  # opened just as the session was ending
             if terminal is not None:
+                terminal.set_sink(None)
                 await terminal.close()
             logger.info("stack %s: terminal session ended", self._stack_label)
 
