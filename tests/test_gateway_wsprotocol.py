@@ -10,6 +10,8 @@ differs from uvicorn's is checked against uvicorn's own class as the control.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -62,9 +64,10 @@ class Connection:
         self.server.connection_made(self.transport)
         self.client = ClientProtocol(parse_uri("ws://127.0.0.1:8095/hastexo-gateway/ws"))
         self.client.send_request(self.client.connect())
-        self._to_server()
+        self.flush_to_server()
 
-    def _to_server(self) -> None:
+    def flush_to_server(self) -> None:
+        """Hand what the client wrote to the server."""
         self.server.data_received(b"".join(self.client.data_to_send()))
 
     def to_client(self) -> list[Any]:
@@ -75,11 +78,11 @@ class Connection:
 
     def send_binary(self, data: bytes) -> None:
         self.client.send_binary(data)
-        self._to_server()
+        self.flush_to_server()
 
     def send_text(self, text: str) -> None:
         self.client.send_text(text.encode())
-        self._to_server()
+        self.flush_to_server()
 
 
 class App:
@@ -99,22 +102,23 @@ class App:
         await asyncio.sleep(3600)
 
 
-async def _open(protocol_class: type[WebSocketsSansIOProtocol]) -> tuple[Connection, App]:
+@contextlib.asynccontextmanager
+async def accepted(protocol_class: type[WebSocketsSansIOProtocol]) -> AsyncIterator[tuple[Connection, App]]:
+    """A connection whose handshake the app has accepted; torn down on exit."""
     app = App()
     connection = Connection(protocol_class, app)
     await asyncio.wait_for(app.accepted.wait(), 5)
     connection.to_client()  # the 101 response
-    return connection, app
+    try:
+        yield connection, app
+    finally:
+        connection.server.connection_lost(None)
+        for task in list(connection.server.tasks):
+            task.cancel()
 
 
 async def _queued(app: App, count: int) -> list[dict[str, Any]]:
     return [await asyncio.wait_for(app.receive(), 1) for _ in range(count)]
-
-
-def _cleanup(connection: Connection) -> None:
-    connection.server.connection_lost(None)
-    for task in list(connection.server.tasks):
-        task.cancel()
 
 
 @pytest.mark.parametrize("protocol_class", [WebSocketsSansIOProtocol, GatewayWebSocketProtocol])
@@ -122,8 +126,7 @@ def test_reading_pauses_only_once_the_queue_is_full(protocol_class: type[WebSock
     """uvicorn's class stops reading after every message; the gateway's after QUEUE_LIMIT waiting ones."""
 
     async def scenario() -> None:
-        connection, app = await _open(protocol_class)
-        try:
+        async with accepted(protocol_class) as (connection, app):
             connection.send_binary(b"a")
             if protocol_class is WebSocketsSansIOProtocol:
                 assert not connection.transport.reading  # the control: one message is enough
@@ -140,16 +143,13 @@ def test_reading_pauses_only_once_the_queue_is_full(protocol_class: type[WebSock
             assert [m["bytes"] for m in messages[:-1]] == [b"a"] + [bytes([i]) for i in range(1, QUEUE_LIMIT - 1)]
             assert messages[-1] == {"type": "websocket.receive", "text": '{"type": "ping"}'}
             assert connection.transport.reading  # all taken: reading again
-        finally:
-            _cleanup(connection)
 
     asyncio.run(scenario())
 
 
 def test_the_binary_sink_takes_whole_messages_and_keeps_their_order() -> None:
     async def scenario() -> None:
-        connection, app = await _open(GatewayWebSocketProtocol)
-        try:
+        async with accepted(GatewayWebSocketProtocol) as (connection, app):
             direct = app.scope["extensions"][DIRECT]
             assert isinstance(direct, DirectAccess)
             taken: list[bytes] = []
@@ -183,23 +183,20 @@ def test_the_binary_sink_takes_whole_messages_and_keeps_their_order() -> None:
             # Fragmented messages take the queue whole.
             connection.client.send_binary(b"fr", fin=False)
             connection.client.send_continuation(b"ag", fin=True)
-            connection._to_server()
+            connection.flush_to_server()
             assert [m["bytes"] for m in await _queued(app, 1)] == [b"frag"]
 
             direct.set_binary_sink(None)
             connection.send_binary(b"k5")
             assert [m["bytes"] for m in await _queued(app, 1)] == [b"k5"]
             assert taken == [b"k1"]
-        finally:
-            _cleanup(connection)
 
     asyncio.run(scenario())
 
 
 def test_send_binary_nowait_sends_a_frame_only_when_the_socket_takes_it() -> None:
     async def scenario() -> None:
-        connection, app = await _open(GatewayWebSocketProtocol)
-        try:
+        async with accepted(GatewayWebSocketProtocol) as (connection, app):
             direct = app.scope["extensions"][DIRECT]
             assert direct.send_binary_nowait(b"echo")
             frames = connection.to_client()
@@ -215,8 +212,6 @@ def test_send_binary_nowait_sends_a_frame_only_when_the_socket_takes_it() -> Non
             await app.send({"type": "websocket.close", "code": 1000})
             assert not direct.send_binary_nowait(b"after close")
             assert [f.opcode for f in connection.to_client()] == [Opcode.CLOSE]
-        finally:
-            _cleanup(connection)
 
     asyncio.run(scenario())
 
