@@ -22,6 +22,7 @@ window.  Memory per session stays bounded however slowly the browser reads.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import logging
@@ -58,7 +59,7 @@ FRAME_BUDGET = 0.005
 COALESCE_BELOW = 16 * 1024
 
 
-class WebsocketSession:
+class WebsocketSession(abc.ABC):
     """What every session kind shares: the serialised send side, errors, and the stack-down signal.
 
     Subclasses (:class:`TerminalSession`, :class:`.vnc.VncSession`, :class:`.guac.GuacSession`)
@@ -152,12 +153,13 @@ class WebsocketSession:
                 self._violation = violation
                 return
 
+    @abc.abstractmethod
     async def _received(self, data: bytes | None, text: str | None) -> None:
         """One websocket message from the browser: binary ``data`` or ``text``; raise ProtocolViolation."""
-        raise NotImplementedError
 
     def _client_left(self) -> None:
         """The browser disconnected (a hook for sessions that must wake a waiting handshake)."""
+        return None  # optional: only sessions that wait on a handshake override it
 
     # --- the parts of run() every kind shares ---------------------------------------
 
