@@ -1061,3 +1061,47 @@ def test_keystrokes_and_output_keep_their_order_on_both_paths(
     asyncio.run(scenario())
     assert typed_file.read_text() == "".join(keystrokes) + "\n"
     assert paths["direct"] > 0 and paths["queued"] > 0, paths
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["separate-reads", "one-read"])
+def test_keystrokes_after_a_protocol_violation_never_reach_the_lab(
+    gateway: Gateway, lab: LabServer, keys: Keys, tmp_path: Any, burst: bool
+) -> None:
+    """Attack: a page breaks the protocol and keeps typing at once, hoping input slips past the close.
+
+    The keystrokes follow the bad message on the same socket, in the same TCP write or just after it;
+    whichever way (direct or queued) they would take, the session is over and nothing runs in the lab.
+    """
+    from websockets.frames import Frame, Opcode
+
+    from hastexo_xblock.gateway.protocol import CloseCode
+
+    stack = make_stack(keys, lab)
+    target = tmp_path / f"after-violation-{uuid.uuid4().hex}"
+
+    async def scenario() -> None:
+        term = await open_terminal(gateway, ticket_for(stack))
+        await term.expect_output(re.escape(PROMPT))
+        bad = json.dumps({"type": "resize", "cols": 80})  # a resize without rows: a violation
+        typed = f"touch {target}\r".encode()
+        if burst:
+            protocol = term.ws.protocol
+            protocol.send_frame(Frame(Opcode.TEXT, bad.encode()))
+            for byte in typed:
+                protocol.send_frame(Frame(Opcode.BINARY, bytes([byte])))
+            term.ws.transport.write(b"".join(protocol.data_to_send()))
+        else:
+            await term.ws.send(bad)
+            for byte in typed:
+                await term.ws.send(bytes([byte]))
+        assert await term.expect_close() == CloseCode.INVALID_MESSAGE
+        # Control: the same keystrokes through a fresh, well-behaved session do run.
+        control = await open_terminal(gateway, ticket_for(stack))
+        await control.expect_output(re.escape(PROMPT))
+        await control.type("echo after-$((1+1))\r")
+        await control.expect_output(rb"after-2\r\n")
+        await control.ws.close()
+
+    asyncio.run(scenario())
+    wait_for(lambda: lab.active == 0)
+    assert not target.exists()
