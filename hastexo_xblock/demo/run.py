@@ -108,9 +108,29 @@ def labs_dir(var: str) -> str:
     while current != os.path.dirname(current):
         if not os.stat(current).st_mode & stat.S_IXOTH:
             digest = hashlib.sha256(var.encode()).hexdigest()[:12]
-            return os.path.join("/var/lib/hastexo_xblock/demo", digest, "labs")
+            return os.path.join(SHARED_LABS_ROOT, "demo", digest, "labs")
         current = os.path.dirname(current)
     return default
+
+
+#: The demo's own place for labs when the checkout cannot be passed through (see :func:`labs_dir`).
+SHARED_LABS_ROOT = "/var/lib/hastexo_xblock"
+
+
+def make_passable(path: str, top: str = SHARED_LABS_ROOT) -> None:
+    """Create ``path`` and make it and every directory from ``top`` down to it 0711.
+
+    The demo runs under umask 077 (its database and secret are its own), so
+    directories created for it are 0700, and a lab's user could not pass
+    through them to its home: the lab host then fails to start the lab.
+    Only the demo's own directories (``top`` and below) are changed.
+    """
+    os.makedirs(path, exist_ok=True)
+    current = os.path.abspath(path)
+    top = os.path.abspath(top)
+    while current == top or current.startswith(top + os.sep):
+        os.chmod(current, 0o711)  # noqa: S103 - passable by the labs' users, listable by no one
+        current = os.path.dirname(current)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if labs.startswith(var + os.sep):
         # The labs' users pass through to their homes; nothing here can be listed.
         os.chmod(var, 0o711)  # noqa: S103
+    elif labs.startswith(SHARED_LABS_ROOT + os.sep):
+        make_passable(labs)
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="hastexo_xblock.demo.settings",
